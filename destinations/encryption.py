@@ -1,0 +1,87 @@
+"""Fernet encryption of secrets at rest, with keys from FIELD_ENCRYPTION_KEYS (newest first)."""
+
+from functools import lru_cache
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+SETTING = "FIELD_ENCRYPTION_KEYS"
+HOW_TO_GENERATE = (
+    'generate one with: python -c "from cryptography.fernet import Fernet; '
+    'print(Fernet.generate_key().decode())"'
+)
+
+
+class EncryptionKeyError(ImproperlyConfigured):
+    """FIELD_ENCRYPTION_KEYS is missing or holds a value that is not a Fernet key."""
+
+
+class DecryptionError(ValueError):
+    """A stored value cannot be decrypted with any key in FIELD_ENCRYPTION_KEYS."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"A stored secret cannot be decrypted with any key in {SETTING}: the key that "
+            f"encrypted it is missing from the list (add it back after the first key)."
+        )
+
+
+def key_problems(keys: list[str] | tuple[str, ...]) -> list[str]:
+    """Describe what is wrong with a list of keys, without echoing them."""
+    if not keys:
+        return [f"{SETTING} is not set; {HOW_TO_GENERATE}"]
+    problems = []
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key.strip())
+        except (ValueError, TypeError):
+            problems.append(
+                f"{SETTING}: key {position} of {len(keys)} is not a valid Fernet key "
+                f"(32 url-safe base64-encoded bytes); {HOW_TO_GENERATE}"
+            )
+    return problems
+
+
+@lru_cache(maxsize=4)
+def _multi_fernet(keys: tuple[str, ...]) -> MultiFernet:
+    problems = key_problems(keys)
+    if problems:
+        raise EncryptionKeyError(problems[0])
+    return MultiFernet([Fernet(key.strip()) for key in keys])
+
+
+def fernet() -> MultiFernet:
+    """The MultiFernet for the configured keys: the first encrypts, all decrypt."""
+    return _multi_fernet(tuple(settings.FIELD_ENCRYPTION_KEYS))
+
+
+def encrypt(plaintext: str) -> str:
+    """Encrypt text under the first key; the result is a Fernet token."""
+    return fernet().encrypt(plaintext.encode()).decode()
+
+
+def decrypt(token: str) -> str:
+    """Decrypt a Fernet token with any configured key, or raise DecryptionError."""
+    try:
+        return fernet().decrypt(token.encode()).decode()
+    except InvalidToken:
+        raise DecryptionError() from None
+
+
+def rotate(token: str) -> str:
+    """Re-encrypt a token under the first key, or raise DecryptionError."""
+    try:
+        return fernet().rotate(token.encode()).decode()
+    except InvalidToken:
+        raise DecryptionError() from None
+
+
+def is_under_first_key(token: str) -> bool:
+    """Whether the token was encrypted with the first (current) key."""
+    first = Fernet(settings.FIELD_ENCRYPTION_KEYS[0].strip())
+    try:
+        first.decrypt(token.encode())
+    except InvalidToken:
+        return False
+    return True

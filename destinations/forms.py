@@ -1,0 +1,143 @@
+"""The destination form: write-only routing key and a JSON object of custom details."""
+
+import json
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from .models import Destination
+from .pagerduty.events import RESERVED_DETAIL_KEYS
+from .routing_keys import clean_routing_key
+
+CUSTOM_DETAILS_MAX_BYTES = 64 * 1024
+
+ROUTING_KEY_HELP = (
+    "In PagerDuty: Services → your service → Integrations → Add an integration → "
+    "“Events API V2”, then copy its Integration Key (32 letters and digits). "
+    "It is stored encrypted and never shown again."
+)
+
+
+class CustomDetailsField(forms.JSONField):
+    """A JSON object whose errors say where and what, not just "Enter a valid JSON"."""
+
+    widget = forms.Textarea(attrs={"rows": 6, "cols": 80, "spellcheck": "false"})
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return {}
+        if isinstance(value, dict):
+            return value
+        if len(value.encode()) > CUSTOM_DETAILS_MAX_BYTES:
+            raise ValidationError(
+                "Custom details must be at most %(limit)d KB; these are %(size)d KB.",
+                code="too_large",
+                params={
+                    "limit": CUSTOM_DETAILS_MAX_BYTES // 1024,
+                    "size": -(-len(value.encode()) // 1024),
+                },
+            )
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValidationError(
+                "Custom details are not valid JSON: %(reason)s "
+                "at line %(line)d, column %(column)d.",
+                code="invalid",
+                params={"reason": error.msg, "line": error.lineno, "column": error.colno},
+            ) from None
+        if not isinstance(parsed, dict):
+            raise ValidationError(
+                'Custom details must be a JSON object, like {"team": "secops"}; got %(kind)s.',
+                code="not_object",
+                params={"kind": _json_kind(parsed)},
+            )
+        reserved = sorted(set(parsed) & RESERVED_DETAIL_KEYS)
+        if reserved:
+            raise ValidationError(
+                "These names are reserved for the detection's own details: %(names)s. Rename them.",
+                code="reserved",
+                params={"names": ", ".join(reserved)},
+            )
+        return parsed
+
+    def bound_data(self, data, initial):
+        # Keep what the admin typed when the form is redisplayed with an error.
+        return data
+
+    def prepare_value(self, value):
+        if isinstance(value, str):
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _json_kind(value) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "true/false"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+class DestinationForm(forms.ModelForm):
+    routing_key = forms.CharField(
+        label="Integration key",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text=ROUTING_KEY_HELP,
+    )
+    custom_details = CustomDetailsField(
+        required=False,
+        help_text="A JSON object added to every event's custom details, e.g. "
+        '{"team": "secops", "runbook": "https://wiki.example.com/runbooks/logins"}.',
+    )
+
+    class Meta:
+        model = Destination
+        fields = [
+            "name",
+            "enabled",
+            "region",
+            "routing_key",
+            "severity_override",
+            "component",
+            "group",
+            "event_class",
+            "custom_details",
+            "timeout_seconds",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Never render the stored key back, not even into the password input.
+        self.initial["routing_key"] = ""
+        if self.instance.pk:
+            self.fields["routing_key"].help_text = (
+                f"Current key: {self.instance.masked_routing_key}. Leave blank to keep it; "
+                f"enter a new one to replace it. " + ROUTING_KEY_HELP
+            )
+
+    def clean_routing_key(self) -> str | None:
+        value = self.cleaned_data.get("routing_key", "")
+        if self.instance.pk and not value.strip():
+            return None  # keep the current key
+        return clean_routing_key(value)
+
+    def _post_clean(self):
+        # The key goes through set_routing_key (which stamps the rotation time), never through
+        # construct_instance, so "blank keeps the current key" holds.
+        key = self.cleaned_data.pop("routing_key", None)
+        if key is not None:
+            self.instance.set_routing_key(key)
+        super()._post_clean()
+        if key is not None:
+            self.cleaned_data["routing_key"] = key
+
+    @property
+    def routing_key_changed(self) -> bool:
+        return bool(getattr(self, "cleaned_data", {}).get("routing_key"))

@@ -1,0 +1,190 @@
+"""PagerDuty destinations and the outbox of events to deliver to them."""
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from .fields import EncryptedTextField
+from .routing_keys import mask_routing_key
+
+DEFAULT_TIMEOUT_SECONDS = 30
+MIN_TIMEOUT_SECONDS = 1
+MAX_TIMEOUT_SECONDS = 120
+
+
+class Region(models.TextChoices):
+    US = "us", "US (events.pagerduty.com)"
+    EU = "eu", "EU (events.eu.pagerduty.com)"
+
+
+class SeverityOverride(models.TextChoices):
+    AUTOMATIC = "", "Automatic (from detection severity)"
+    CRITICAL = "critical", "Critical"
+    ERROR = "error", "Error"
+    WARNING = "warning", "Warning"
+    INFO = "info", "Info"
+
+
+class Destination(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    enabled = models.BooleanField(default=True)
+    region = models.CharField(max_length=2, choices=Region.choices, default=Region.US)
+    routing_key = EncryptedTextField(
+        help_text="The 32-character Integration Key of an Events API v2 integration."
+    )
+    severity_override = models.CharField(
+        max_length=8,
+        choices=SeverityOverride.choices,
+        default=SeverityOverride.AUTOMATIC,
+        blank=True,
+    )
+    component = models.CharField(max_length=255, blank=True)
+    group = models.CharField(max_length=255, blank=True)
+    event_class = models.CharField("class", max_length=255, blank=True)
+    custom_details = models.JSONField(default=dict, blank=True)
+    timeout_seconds = models.PositiveSmallIntegerField(
+        default=DEFAULT_TIMEOUT_SECONDS,
+        validators=[MinValueValidator(MIN_TIMEOUT_SECONDS), MaxValueValidator(MAX_TIMEOUT_SECONDS)],
+        help_text="How long to wait for PagerDuty's answer, 1 to 120 seconds.",
+    )
+    routing_key_rotated_at = models.DateTimeField("key stored at", null=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(timeout_seconds__gte=MIN_TIMEOUT_SECONDS)
+                & models.Q(timeout_seconds__lte=MAX_TIMEOUT_SECONDS),
+                name="destination_timeout_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def masked_routing_key(self) -> str:
+        return mask_routing_key(self.routing_key)
+
+    def set_routing_key(self, key: str) -> None:
+        """Replace the key and stamp the rotation time when it actually changes."""
+        if key != self.routing_key or self.routing_key_rotated_at is None:
+            self.routing_key = key
+            self.routing_key_rotated_at = timezone.now()
+
+    def routing_key_age_days(self, now=None) -> int | None:
+        if self.routing_key_rotated_at is None:
+            return None
+        return ((now or timezone.now()) - self.routing_key_rotated_at).days
+
+
+class DeliveryKind(models.TextChoices):
+    TRIGGER = "trigger"
+    RESOLVE = "resolve"
+    TEST = "test"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
+
+
+class Delivery(models.Model):
+    """One event to send to one destination: the outbox row and its delivery log."""
+
+    destination = models.ForeignKey(
+        Destination, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    run = models.ForeignKey(
+        "detections.DetectionRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="deliveries",
+    )
+    kind = models.CharField(max_length=8, choices=DeliveryKind.choices)
+    # The event as built, without the routing key (added at send time only).
+    event = models.JSONField()
+    dedup_key = models.CharField(max_length=255)
+    status = models.CharField(
+        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="Attempts since it was queued (or re-queued by Retry now)."
+    )
+    total_attempts = models.PositiveIntegerField(default=0, help_text="Attempts in all.")
+    queued_at = models.DateTimeField(
+        default=timezone.now, help_text="The age limit counts from here."
+    )
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    lease_token = models.UUIDField(null=True, blank=True, editable=False)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    pagerduty_message = models.TextField(blank=True)
+    pagerduty_errors = models.JSONField(default=list, blank=True)
+    pagerduty_dedup_key = models.CharField(max_length=255, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The claim: due pending rows, and expired leases.
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
+            models.Index(fields=["status", "lease_expires_at"], name="delivery_lease"),
+            # Order per incident: is an earlier delivery for this destination and key unfinished?
+            models.Index(fields=["destination", "dedup_key", "id"], name="delivery_incident"),
+            # The destination list's last status and the health page.
+            models.Index(fields=["destination", "-created_at"], name="delivery_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} delivery #{self.pk}"
+
+
+class DeliveryAttempt(models.Model):
+    """One HTTP attempt of a delivery."""
+
+    class Result(models.TextChoices):
+        DELIVERED = "delivered"
+        RETRY = "retry"
+        FAILED = "failed"
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(default=0)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    result = models.CharField(max_length=10, choices=Result.choices)
+    response_excerpt = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["delivery", "started_at", "id"]
+        indexes = [models.Index(fields=["delivery", "started_at"], name="attempt_delivery")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of delivery {self.delivery_id}"
+
+
+class RateBudget(models.Model):
+    """A destination's token bucket, kept in the database so every worker shares it."""
+
+    destination = models.OneToOneField(
+        Destination, on_delete=models.CASCADE, primary_key=True, related_name="rate_budget"
+    )
+    tokens = models.FloatField()
+    refilled_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"budget of {self.destination_id}"

@@ -1,0 +1,124 @@
+"""Detections (saved searches with a threshold), their run outcomes, and API tokens."""
+
+import uuid
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from destinations.pagerduty.events import REPLAY_LINK_MAX_LENGTH
+
+# Counts and thresholds are stored as 64-bit integers; larger numbers are refused at the door.
+MAX_COUNT = 2**63 - 1
+
+
+class Severity(models.TextChoices):
+    CRITICAL = "CRITICAL"
+    HIGH = "HIGH"
+    MEDIUM = "MEDIUM"
+    LOW = "LOW"
+
+
+class MatchOperator(models.TextChoices):
+    GREATER_THAN = "GREATER_THAN", "greater than (>)"
+    GREATER_THAN_OR_EQUAL = "GREATER_THAN_OR_EQUAL", "greater than or equal (≥)"
+    LESS_THAN = "LESS_THAN", "less than (<)"
+    LESS_THAN_OR_EQUAL = "LESS_THAN_OR_EQUAL", "less than or equal (≤)"
+    EQUAL = "EQUAL", "equal (=)"
+    NOT_EQUAL = "NOT_EQUAL", "not equal (≠)"
+
+
+class MatchEagerness(models.TextChoices):
+    EAGER = "EAGER"
+    EXHAUSTIVE = "EXHAUSTIVE"
+
+
+class RunType(models.TextChoices):
+    SCHEDULED = "SCHEDULED"
+    MANUAL = "MANUAL"
+
+
+class Outcome(models.TextChoices):
+    MATCHED = "MATCHED"
+    NOT_MATCHED = "NOT_MATCHED"
+    ERROR = "ERROR"
+
+
+class MatchExhaustiveness(models.TextChoices):
+    COMPLETED = "COMPLETED"
+    STOPPED_EARLY = "STOPPED_EARLY"
+
+
+class Detection(models.Model):
+    id = models.UUIDField("detection_id", primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=255, unique=True)
+    description = models.TextField(blank=True)
+    severity = models.CharField(max_length=8, choices=Severity.choices, default=Severity.HIGH)
+    match_operator = models.CharField(
+        max_length=24, choices=MatchOperator.choices, default=MatchOperator.GREATER_THAN
+    )
+    match_threshold = models.BigIntegerField(
+        default=0, validators=[MinValueValidator(0), MaxValueValidator(MAX_COUNT)]
+    )
+    match_eagerness = models.CharField(
+        max_length=10, choices=MatchEagerness.choices, default=MatchEagerness.EAGER
+    )
+    enabled = models.BooleanField(default=True)
+    destinations = models.ManyToManyField(
+        "destinations.Destination", blank=True, related_name="detections"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(match_threshold__gte=0), name="detection_threshold_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DetectionRun(models.Model):
+    detection = models.ForeignKey(Detection, on_delete=models.CASCADE, related_name="runs")
+    run_id = models.CharField(max_length=255, unique=True)
+    run_type = models.CharField(max_length=10, choices=RunType.choices)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices)
+    match_count = models.BigIntegerField(validators=[MinValueValidator(0)])
+    ran_at = models.DateTimeField()
+    range_start = models.DateTimeField()
+    range_end = models.DateTimeField()
+    match_exhaustiveness = models.CharField(
+        max_length=14, choices=MatchExhaustiveness.choices, blank=True
+    )
+    search_id = models.CharField(max_length=255, blank=True)
+    trace_id = models.CharField(max_length=255, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+    replay_link = models.URLField(max_length=REPLAY_LINK_MAX_LENGTH, blank=True)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-ran_at", "-id"]
+        indexes = [models.Index(fields=["detection", "-ran_at"], name="run_detection_ran_at")]
+
+    def __str__(self) -> str:
+        return f"{self.detection.name} run {self.run_id}"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the detection-run API; only its SHA-256 is stored."""
+
+    name = models.CharField(max_length=100, unique=True)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    token_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return self.name
