@@ -1,0 +1,177 @@
+"""Why PagerDuty did not accept an event, one class per kind of answer."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from functools import partial
+
+# RFC 9110 delta-seconds are digits only; a fraction is tolerated, a sign is not.
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
+class PagerDutyError(Exception):
+    """PagerDuty (or the way to it) did not accept an event; the subclass says why."""
+
+    # Whether sending the same event again later may succeed; the worker's retry policy reads it.
+    retryable: bool = False
+    # What an admin should check, shown next to the failure (design §7).
+    hint: str = "PagerDuty did not accept the event."
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        errors: Iterable[str] = (),
+        response_excerpt: str = "",
+        duration_ms: int = 0,
+        retry_after: float | None = None,
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.errors = list(errors)
+        self.response_excerpt = response_excerpt
+        self.duration_ms = duration_ms
+        self.retry_after = retry_after
+        # The sentence is the only argument, so str() and the OSError bases both print it.
+        super().__init__(self._sentence())
+
+    def _sentence(self) -> str:
+        """Build the one readable sentence that str() shows."""
+        # PagerDuty's own messages may end in a full stop; the details follow in parentheses.
+        message = self.message.removesuffix(".")
+        if self.status_code is None:
+            sentence = f"PagerDuty could not be reached: {message}"
+        else:
+            sentence = f"PagerDuty answered {self.status_code}: {message}"
+        details = list(self.errors)
+        if self.retry_after is not None:
+            details.append(f"retry after {self.retry_after:g} seconds")
+        if details:
+            sentence += f" ({'; '.join(details)})"
+        return sentence
+
+    def __reduce__(self) -> tuple[partial[PagerDutyError], tuple[str]]:
+        # Rebuild from the fields rather than from the sentence (the default would wrap it twice).
+        rebuild = partial(
+            type(self),
+            status_code=self.status_code,
+            errors=self.errors,
+            response_excerpt=self.response_excerpt,
+            duration_ms=self.duration_ms,
+            retry_after=self.retry_after,
+        )
+        return rebuild, (self.message,)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status_code={self.status_code!r}, message={self.message!r}, "
+            f"errors={self.errors!r}, retry_after={self.retry_after!r}, "
+            f"duration_ms={self.duration_ms!r})"
+        )
+
+
+class EventRejected(PagerDutyError, ValueError):
+    """PagerDuty answered 400: the event itself is invalid, so sending it again cannot help."""
+
+    hint = (
+        "PagerDuty refused the event: check the integration key's format "
+        "and the event's required fields."
+    )
+
+
+class KeyRejected(PagerDutyError, PermissionError):
+    """PagerDuty answered 401, 403 or 404: the integration key is not (or no longer) valid."""
+
+    hint = (
+        "PagerDuty refused the integration key: check the integration key "
+        "(it may have been regenerated or the integration deleted)."
+    )
+
+
+class RequestRejected(PagerDutyError):
+    """Any other refusal (a 3xx or 4xx) that sending the same request again cannot fix."""
+
+    hint = (
+        "PagerDuty (or a proxy in between) refused the request: "
+        "check PAGERDUTY_EVENTS_URL and any proxy between this server and PagerDuty."
+    )
+
+
+class RateLimited(PagerDutyError):
+    """PagerDuty answered 429: too many events for this integration key, try again later."""
+
+    retryable = True
+    hint = "PagerDuty is rate limiting this integration key; delivery will be retried."
+
+
+class ServerError(PagerDutyError):
+    """PagerDuty answered 5xx: its side is failing, so the event may be accepted later."""
+
+    retryable = True
+    hint = "PagerDuty unreachable or failing; delivery will be retried."
+
+
+class Unreachable(PagerDutyError, ConnectionError):
+    """No answer at all: connection refused or reset, DNS or TLS failure."""
+
+    retryable = True
+    hint = (
+        "PagerDuty unreachable: check this server's network, DNS and proxy settings "
+        "and PAGERDUTY_EVENTS_URL; delivery will be retried."
+    )
+
+
+class Timeout(Unreachable, TimeoutError):
+    """PagerDuty did not answer (or accept the connection) within the destination's timeout."""
+
+    hint = (
+        "PagerDuty unreachable: no answer within the destination's timeout; "
+        "delivery will be retried."
+    )
+
+
+def error_for_status(status_code: int) -> type[PagerDutyError]:
+    """Return the error class, and so the retryability, for a non-2xx HTTP status."""
+    if 200 <= status_code < 300:
+        raise ValueError(f"HTTP {status_code} is a success, not an error.")
+    if status_code == 400:
+        return EventRejected
+    if status_code in (401, 403, 404):
+        return KeyRejected
+    if status_code == 429:
+        return RateLimited
+    if 500 <= status_code < 600:
+        return ServerError
+    # 3xx (redirects are never followed, so the key cannot travel elsewhere), other 4xx and
+    # anything nonsensical: sending the same request again would get the same answer.
+    return RequestRejected
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Return the seconds from now a Retry-After value (delta-seconds or HTTP-date) asks for."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    if _DELTA_SECONDS.fullmatch(value):
+        seconds = float(value)
+        # Absurdly many digits overflow to infinity, which is as meaningless as garbage.
+        return seconds if math.isfinite(seconds) else None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment.tzinfo is None:
+        # HTTP dates are always GMT; the asctime form just does not say so.
+        moment = moment.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    # A date already past means "now", never a negative wait.
+    return max(0.0, (moment - now).total_seconds())
