@@ -1,0 +1,267 @@
+"""Queue events for destinations, make one delivery attempt, and record what happened."""
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from project import PRODUCT_NAME
+
+from .models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus, Destination
+from .pagerduty.client import PagerDutyClient, events_url, get_client
+from .pagerduty.errors import PagerDutyError
+from .pagerduty.events import (
+    DestinationOptions,
+    RunFacts,
+    build_trigger_event,
+    serialize_event,
+)
+from .retry import give_up_reason, retry_delay_seconds
+
+logger = logging.getLogger("destinations.delivery")
+
+# Only these outcomes page anyone; NOT_MATCHED runs are recorded and nothing is sent.
+PAGEABLE_OUTCOMES = frozenset({"MATCHED", "ERROR"})
+
+
+def run_facts(run) -> RunFacts:
+    """The plain facts of a detection run that the event builder needs."""
+    detection = run.detection
+    return RunFacts(
+        detection_id=str(detection.pk),
+        detection_name=detection.name,
+        description=detection.description,
+        severity=detection.severity,
+        match_operator=detection.match_operator,
+        match_threshold=detection.match_threshold,
+        match_eagerness=detection.match_eagerness,
+        outcome=run.outcome,
+        match_count=run.match_count,
+        run_type=run.run_type,
+        run_id=run.run_id,
+        ran_at=run.ran_at,
+        range_start=run.range_start,
+        range_end=run.range_end,
+        match_exhaustiveness=run.match_exhaustiveness or None,
+        search_id=run.search_id or None,
+        trace_id=run.trace_id or None,
+        errors=list(run.errors or []),
+        replay_link=run.replay_link or None,
+    )
+
+
+def destination_options(destination: Destination) -> DestinationOptions:
+    """The parts of a destination that shape its events."""
+    return DestinationOptions(
+        severity_override=destination.severity_override,
+        component=destination.component,
+        group=destination.group,
+        event_class=destination.event_class,
+        custom_details=dict(destination.custom_details or {}),
+    )
+
+
+def build_run_event(run, destination: Destination) -> dict:
+    """The trigger event (without the routing key) for a run and a destination."""
+    return build_trigger_event(
+        run=run_facts(run),
+        options=destination_options(destination),
+        default_source=settings.PAGERDUTY_DEFAULT_SOURCE,
+        client=PRODUCT_NAME,
+        client_url=settings.SITE_URL,
+    )
+
+
+def enqueue_run_deliveries(run) -> list[Delivery]:
+    """Queue one trigger per enabled destination of a MATCHED or ERROR run.
+
+    Call it inside the transaction that stores the run, so both are written or neither is.
+    """
+    if run.outcome not in PAGEABLE_OUTCOMES or not run.detection.enabled:
+        return []
+    destinations = run.detection.destinations.filter(enabled=True).defer("routing_key")
+    now = timezone.now()
+    deliveries = []
+    for destination in destinations.order_by("pk"):
+        event = build_run_event(run, destination)
+        deliveries.append(
+            Delivery(
+                destination=destination,
+                run=run,
+                kind=DeliveryKind.TRIGGER,
+                event=event,
+                dedup_key=event["dedup_key"],
+                queued_at=now,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+    return Delivery.objects.bulk_create(deliveries)
+
+
+@dataclass
+class AttemptResult:
+    """What one HTTP attempt came to, before any decision about retrying."""
+
+    started_at: datetime
+    accepted: bool
+    status_code: int | None = None
+    duration_ms: int = 0
+    message: str = ""
+    errors: list = field(default_factory=list)
+    dedup_key: str = ""
+    response_excerpt: str = ""
+    error: PagerDutyError | None = None
+
+    @property
+    def retryable(self) -> bool:
+        return self.error is not None and self.error.retryable
+
+    @property
+    def hint(self) -> str:
+        return self.error.hint if self.error is not None else ""
+
+
+def send_event(
+    event: dict,
+    destination: Destination,
+    *,
+    client: PagerDutyClient | None = None,
+    routing_key: str | None = None,
+) -> AttemptResult:
+    """Post one event to the destination's PagerDuty URL (with its key, or the one given)."""
+    routing_key = routing_key or destination.routing_key
+    body = serialize_event(event, routing_key=routing_key)
+    started_at = timezone.now()
+    try:
+        accepted = (client or get_client()).send(
+            body,
+            routing_key=routing_key,
+            url=events_url(destination.region),
+            timeout=destination.timeout_seconds,
+        )
+    except PagerDutyError as error:
+        return AttemptResult(
+            started_at=started_at,
+            accepted=False,
+            status_code=error.status_code,
+            duration_ms=error.duration_ms,
+            message=error.message,
+            errors=list(error.errors),
+            response_excerpt=error.response_excerpt,
+            error=error,
+        )
+    return AttemptResult(
+        started_at=started_at,
+        accepted=True,
+        status_code=accepted.status_code,
+        duration_ms=accepted.duration_ms,
+        message=accepted.message,
+        dedup_key=accepted.dedup_key,
+        response_excerpt=accepted.response_excerpt,
+    )
+
+
+def record_attempt(
+    delivery: Delivery,
+    result: AttemptResult,
+    *,
+    now: datetime | None = None,
+    retry: bool = True,
+    lease_token: uuid.UUID | None = None,
+) -> str:
+    """Store the attempt and move the delivery on: delivered, failed, or pending again.
+
+    With `retry=False` (test alerts, which an admin is waiting for) a retryable failure is final.
+    With a `lease_token`, the delivery is only moved on if this worker still holds it; the attempt
+    is logged either way.
+    """
+    now = now or timezone.now()
+    attempts = delivery.attempts
+    fields: dict = {
+        "last_status_code": result.status_code,
+        "lease_expires_at": None,
+        "lease_token": None,
+    }
+    if result.accepted:
+        status = DeliveryStatus.DELIVERED
+        fields.update(
+            status=status,
+            delivered_at=now,
+            finished_at=now,
+            pagerduty_message=result.message,
+            pagerduty_dedup_key=result.dedup_key,
+            pagerduty_errors=[],
+            last_error="",
+        )
+        outcome = DeliveryAttempt.Result.DELIVERED
+    else:
+        error_text = str(result.error)
+        fields.update(
+            pagerduty_message=result.message, pagerduty_errors=result.errors, last_error=error_text
+        )
+        reason = None
+        if result.retryable and retry:
+            reason = give_up_reason(attempts=attempts, queued_at=delivery.queued_at, now=now)
+        if result.retryable and retry and reason is None:
+            status = DeliveryStatus.PENDING
+            retry_after = result.error.retry_after if result.error else None
+            delay = retry_delay_seconds(attempts, retry_after=retry_after)
+            fields.update(status=status, next_attempt_at=now + timedelta(seconds=delay))
+            outcome = DeliveryAttempt.Result.RETRY
+        else:
+            status = DeliveryStatus.FAILED
+            if reason:
+                fields["last_error"] = f"{error_text} — {reason}"
+            fields.update(status=status, finished_at=now)
+            outcome = DeliveryAttempt.Result.FAILED
+
+    with transaction.atomic():
+        rows = Delivery.objects.filter(pk=delivery.pk)
+        if lease_token is not None:
+            rows = rows.filter(lease_token=lease_token, status=DeliveryStatus.SENDING)
+        moved = rows.update(**fields)
+        DeliveryAttempt.objects.create(
+            delivery_id=delivery.pk,
+            number=delivery.total_attempts,
+            started_at=result.started_at,
+            duration_ms=result.duration_ms,
+            status_code=result.status_code,
+            result=outcome,
+            response_excerpt=result.response_excerpt,
+            error="" if result.accepted else str(result.error),
+        )
+    if moved:
+        for name, value in fields.items():
+            setattr(delivery, name, value)
+    log = logger.info if result.accepted else logger.warning
+    log(
+        "delivery.attempt delivery=%s destination=%s attempt=%s status=%s result=%s",
+        delivery.pk,
+        delivery.destination_id,
+        attempts,
+        result.status_code,
+        outcome if moved else f"{outcome} (lease lost)",
+    )
+    return status if moved else delivery.status
+
+
+@transaction.atomic
+def retry_now(deliveries) -> int:
+    """Make failed deliveries due at once, restarting their attempt and age limits."""
+    now = timezone.now()
+    return Delivery.objects.filter(
+        pk__in=[d.pk for d in deliveries], status=DeliveryStatus.FAILED
+    ).update(
+        status=DeliveryStatus.PENDING,
+        attempts=0,
+        queued_at=now,
+        next_attempt_at=now,
+        finished_at=None,
+        lease_expires_at=None,
+        lease_token=None,
+    )

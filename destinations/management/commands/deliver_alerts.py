@@ -1,0 +1,49 @@
+import signal
+
+from django.core.management.base import BaseCommand, CommandError
+
+from destinations.worker import Worker
+
+MAX_CONCURRENCY = 64
+
+
+class Command(BaseCommand):
+    help = (
+        "Deliver queued PagerDuty events: claim due deliveries with a lease, send them, retry "
+        "with backoff. Runs until SIGTERM/SIGINT (finishing what is in flight), or with --once "
+        "until nothing is due."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--once",
+            action="store_true",
+            help="Send what is due now and exit; retries due later wait for the next run.",
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=4,
+            help=f"Deliveries sent at the same time, 1 to {MAX_CONCURRENCY} (default 4).",
+        )
+
+    def handle(self, *args, once: bool, concurrency: int, **options):
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise CommandError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}.")
+        worker = Worker(concurrency=concurrency)
+
+        def stop(signum, frame):
+            if worker.stopping:
+                raise SystemExit(f"Stopped at once by a second {signal.Signals(signum).name}.")
+            self.stderr.write(
+                f"{signal.Signals(signum).name}: finishing the deliveries in flight, then stopping"
+                " (send it again to stop at once; their leases then expire and they are retried)."
+            )
+            worker.stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        if not once:
+            self.stdout.write(f"Delivering with concurrency {concurrency}; Ctrl-C stops.")
+        stats = worker.run(once=once)
+        self.stdout.write(f"Worker stopped: {stats}.")

@@ -1,0 +1,48 @@
+"""Per-destination send budgets (token buckets) kept in the database and shared by all workers."""
+
+import math
+from datetime import datetime
+
+from django.conf import settings
+
+from .models import RateBudget
+
+
+def _rate_per_second() -> float:
+    # A bucket holding `burst` tokens and refilling at r per second lets through at most
+    # burst + 60 r events in any 60 seconds; refilling at (limit - burst) / 60 keeps every
+    # minute-long window within DELIVERY_RATE_PER_MINUTE, burst included.
+    return max(settings.DELIVERY_RATE_PER_MINUTE - settings.DELIVERY_RATE_BURST, 1.0) / 60.0
+
+
+def take_tokens(wanted: dict[int, int], *, now: datetime) -> dict[int, tuple[int, float]]:
+    """Take up to `wanted[destination_id]` tokens from each bucket; call inside a transaction.
+
+    Returns, per destination, how many were granted and, when fewer than wanted, the seconds
+    until the next token. The rows are locked (FOR UPDATE) in id order so concurrent claimers
+    queue behind each other instead of spending the same tokens twice, and never deadlock.
+    """
+    if not wanted:
+        return {}
+    burst = float(settings.DELIVERY_RATE_BURST)
+    rate = _rate_per_second()
+    ids = sorted(wanted)
+    # A bucket is created full the first time a destination sends.
+    RateBudget.objects.bulk_create(
+        [RateBudget(destination_id=i, tokens=burst, refilled_at=now) for i in ids],
+        ignore_conflicts=True,
+    )
+    budgets = RateBudget.objects.select_for_update().filter(destination_id__in=ids).order_by("pk")
+    granted: dict[int, tuple[int, float]] = {}
+    changed = []
+    for budget in budgets:
+        elapsed = max((now - budget.refilled_at).total_seconds(), 0.0)
+        tokens = min(burst, budget.tokens + elapsed * rate)
+        take = min(wanted[budget.destination_id], math.floor(tokens))
+        tokens -= take
+        wait = 0.0 if take == wanted[budget.destination_id] else (1.0 - tokens) / rate
+        granted[budget.destination_id] = (take, max(wait, 0.0))
+        budget.tokens, budget.refilled_at = tokens, now
+        changed.append(budget)
+    RateBudget.objects.bulk_update(changed, ["tokens", "refilled_at"])
+    return granted
