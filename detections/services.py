@@ -1,0 +1,175 @@
+"""Recording a detection run and queueing its deliveries: the one service behind the API and CLI."""
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+
+from destinations.delivery import enqueue_run_deliveries
+from destinations.models import Delivery
+
+from .models import Detection, DetectionRun
+from .outcomes import evaluate_outcome
+from .validation import RunFields, validate_run_body
+
+logger = logging.getLogger("detections.intake")
+
+# The stored run's fields that a repeated post is compared on, to warn when they differ.
+_COMPARED_FIELDS = (
+    "run_type",
+    "match_count",
+    "ran_at",
+    "range_start",
+    "range_end",
+    "match_exhaustiveness",
+    "search_id",
+    "trace_id",
+    "errors",
+    "replay_link",
+)
+
+
+class DetectionNotFound(LookupError):
+    """No detection has the id or name the body gave."""
+
+    def __init__(self, fields: RunFields):
+        if fields.detection_id is not None:
+            message = f"No detection with id {fields.detection_id}."
+        else:
+            message = f"No detection with name “{fields.detection_name}”."
+        self.errors = {"detection": [message]}
+        super().__init__(message)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordedRun:
+    """A stored run, whether this call created it, and its deliveries."""
+
+    run: DetectionRun
+    created: bool
+    deliveries: list[Delivery]
+    warning: str = ""
+
+    def as_response(self) -> dict:
+        """The JSON answer both the API and the command give."""
+        response = {
+            "run_id": self.run.run_id,
+            "detection_id": str(self.run.detection_id),
+            "detection_name": self.run.detection.name,
+            "outcome": self.run.outcome,
+            "deliveries": [
+                {
+                    "id": delivery.pk,
+                    "destination": delivery.destination.name,
+                    "status": delivery.status,
+                }
+                for delivery in self.deliveries
+            ],
+        }
+        if self.warning:
+            response["warning"] = self.warning
+        return response
+
+
+# Selectors.
+
+
+def find_detection(
+    *, detection_id: uuid.UUID | None = None, detection_name: str | None = None
+) -> Detection | None:
+    """The detection with this id, or else with this exact name; None when there is none."""
+    if detection_id is not None:
+        return Detection.objects.filter(pk=detection_id).first()
+    if detection_name is not None:
+        return Detection.objects.filter(name=detection_name).first()
+    return None
+
+
+def recorded_run(run_id: str) -> DetectionRun | None:
+    """The run already recorded under this run_id, with its detection; None when there is none."""
+    return DetectionRun.objects.select_related("detection").filter(run_id=run_id).first()
+
+
+def run_deliveries(run: DetectionRun) -> list[Delivery]:
+    """The run's deliveries in the order they were queued, with their destinations."""
+    return list(
+        run.deliveries.select_related("destination")
+        .defer("destination__routing_key")
+        .order_by("pk")
+    )
+
+
+# Services.
+
+
+def record_detection_run(*, data: object) -> RecordedRun:
+    """Validate a run body, store the run and queue its deliveries, or return the stored run.
+
+    Raises InvalidRunBody (a refused field) or DetectionNotFound; nothing is stored then.
+    """
+    fields = validate_run_body(data)
+    # A repeat is answered before the detection is looked up, so an engine retrying after a
+    # rename or a timeout still hears that its run is safe.
+    existing = recorded_run(fields.run_id)
+    if existing is not None:
+        return _repeat(existing, fields)
+    detection = find_detection(
+        detection_id=fields.detection_id, detection_name=fields.detection_name
+    )
+    if detection is None:
+        raise DetectionNotFound(fields)
+    try:
+        with transaction.atomic():
+            run = DetectionRun.objects.create(
+                detection=detection,
+                run_id=fields.run_id,
+                run_type=fields.run_type,
+                outcome=evaluate_outcome(
+                    match_operator=detection.match_operator,
+                    match_threshold=detection.match_threshold,
+                    match_count=fields.match_count,
+                    errors=fields.errors,
+                ),
+                match_count=fields.match_count,
+                ran_at=fields.ran_at,
+                range_start=fields.range_start,
+                range_end=fields.range_end,
+                match_exhaustiveness=fields.match_exhaustiveness,
+                search_id=fields.search_id,
+                trace_id=fields.trace_id,
+                errors=fields.errors,
+                replay_link=fields.replay_link,
+            )
+            deliveries = enqueue_run_deliveries(run)
+    except IntegrityError:
+        # A simultaneous post of the same run_id won the unique constraint; answer with its run.
+        existing = recorded_run(fields.run_id)
+        if existing is None:
+            raise
+        return _repeat(existing, fields)
+    logger.info(
+        "run.recorded run_id=%r detection=%s outcome=%s deliveries=%d",
+        run.run_id,
+        detection.pk,
+        run.outcome,
+        len(deliveries),
+    )
+    return RecordedRun(run=run, created=True, deliveries=deliveries)
+
+
+def _repeat(run: DetectionRun, fields: RunFields) -> RecordedRun:
+    """Answer a repeated run_id with the stored run, warning when the repeat says otherwise."""
+    differing = [name for name in _COMPARED_FIELDS if getattr(run, name) != getattr(fields, name)]
+    if fields.detection_id is not None and run.detection_id != fields.detection_id:
+        differing.insert(0, "detection_id")
+    if fields.detection_name is not None and run.detection.name != fields.detection_name:
+        differing.insert(0, "detection_name")
+    warning = ""
+    if differing:
+        warning = (
+            f"run_id was already recorded with different {', '.join(differing)}; "
+            "the stored run is returned unchanged."
+        )
+        logger.warning("run.repeat_differs run_id=%r fields=%s", run.run_id, ",".join(differing))
+    return RecordedRun(run=run, created=False, deliveries=run_deliveries(run), warning=warning)

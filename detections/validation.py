@@ -1,0 +1,387 @@
+"""Checking a detection-run body field by field, before anything is looked up or stored."""
+
+import difflib
+import json
+import math
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+
+from destinations.pagerduty.events import REPLAY_LINK_MAX_LENGTH
+
+from .models import MAX_COUNT, MatchExhaustiveness, RunType
+
+# A run outcome is a few KB; a megabyte leaves room for long error lists and stops abuse early.
+MAX_BODY_BYTES = 1024 * 1024
+# The model's text columns (run_id, search_id, trace_id, detection name) are 255 characters.
+MAX_TEXT_LENGTH = 255
+# The stored errors stay small enough to show in the admin and to page with (only 10 are sent).
+MAX_ERRORS = 1000
+MAX_ERRORS_BYTES = 256 * 1024
+# Deeper structures are refused: they are never a real engine's error report, and each level
+# costs recursion when the list is stored and when an event is built from it.
+MAX_ERRORS_DEPTH = 32
+# How much of a refused value or field name is repeated back, and how many unknown fields.
+ECHO_LENGTH = 60
+MAX_UNKNOWN_REPORTED = 20
+# Longer integers are refused while parsing (no count or id needs them; converting is quadratic).
+MAX_INTEGER_DIGITS = 100
+
+REQUIRED_FIELDS = ("run_id", "run_type", "match_count", "ran_at", "range_start", "range_end")
+OPTIONAL_FIELDS = (
+    "detection_id",
+    "detection_name",
+    "match_exhaustiveness",
+    "search_id",
+    "trace_id",
+    "errors",
+    "replay_link",
+)
+KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_URL_VALIDATOR = URLValidator(schemes=["http", "https"])
+
+
+class InvalidRunBody(ValueError):
+    """The body was refused; `errors` maps each field (or "body") to its messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items()))
+
+
+class _FieldError(ValueError):
+    """One field's value was refused with this message."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunFields:
+    """A valid body's values, cleaned: aware UTC moments, "" for absent optional text."""
+
+    detection_id: uuid.UUID | None
+    detection_name: str | None
+    run_id: str
+    run_type: str
+    match_count: int
+    ran_at: datetime
+    range_start: datetime
+    range_end: datetime
+    match_exhaustiveness: str
+    search_id: str
+    trace_id: str
+    errors: list
+    replay_link: str
+
+
+def parse_body(raw: bytes) -> Any:
+    """Decode strict UTF-8 JSON: no NaN or Infinity, no duplicate keys; InvalidRunBody if not."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidRunBody({"body": ["The body is not UTF-8 text; send UTF-8 JSON."]}) from None
+    if not text.strip():
+        raise InvalidRunBody({"body": ["The body is empty; send a JSON object."]})
+    try:
+        return json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+            object_pairs_hook=_object_without_duplicates,
+        )
+    except json.JSONDecodeError as error:
+        message = (
+            f"The body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}."
+        )
+    except RecursionError:
+        message = "The body's JSON is nested too deeply."
+    except ValueError as error:  # raised by the hooks below, each with one sentence
+        message = f"The body is not acceptable JSON: {error}"
+    raise InvalidRunBody({"body": [message]})
+
+
+def validate_run_body(data: object) -> RunFields:
+    """Return the body's cleaned fields, or raise InvalidRunBody naming every refused field."""
+    if not isinstance(data, dict):
+        raise InvalidRunBody({"body": [f"The body must be a JSON object; got {_json_type(data)}."]})
+    errors: dict[str, list[str]] = {}
+    cleaned: dict[str, Any] = {}
+    for name, clean in _CLEANERS.items():
+        value = data.get(name)
+        if value is None:
+            if name in REQUIRED_FIELDS:
+                absent = "This field is required." if name not in data else "It may not be null."
+                errors[name] = [absent]
+            else:
+                cleaned[name] = None
+            continue
+        try:
+            cleaned[name] = clean(value)
+        except _FieldError as error:
+            errors[name] = [str(error)]
+
+    has_id, has_name = data.get("detection_id") is not None, data.get("detection_name") is not None
+    if not has_id and not has_name:
+        errors["detection"] = ["Give detection_id or detection_name."]
+    elif has_id and has_name:
+        # Refused rather than guessing which one wins when they name different detections.
+        errors["detection"] = ["Give detection_id or detection_name, not both."]
+
+    start, end = cleaned.get("range_start"), cleaned.get("range_end")
+    if start is not None and end is not None and start > end:
+        errors.setdefault("range_end", []).append("It must not be before range_start.")
+
+    unknown = [name for name in data if name not in _CLEANERS]
+    for name in unknown[:MAX_UNKNOWN_REPORTED]:
+        errors.setdefault(_shorten(str(name)), []).append(_unknown_field_message(str(name)))
+    if len(unknown) > MAX_UNKNOWN_REPORTED:
+        errors.setdefault("body", []).append(
+            f"{len(unknown) - MAX_UNKNOWN_REPORTED} more unknown fields are not listed."
+        )
+
+    if errors:
+        raise InvalidRunBody(errors)
+    return RunFields(
+        detection_id=cleaned["detection_id"],
+        detection_name=cleaned["detection_name"],
+        run_id=cleaned["run_id"],
+        run_type=cleaned["run_type"],
+        match_count=cleaned["match_count"],
+        ran_at=cleaned["ran_at"],
+        range_start=start,
+        range_end=end,
+        match_exhaustiveness=cleaned["match_exhaustiveness"] or "",
+        search_id=cleaned["search_id"] or "",
+        trace_id=cleaned["trace_id"] or "",
+        errors=cleaned["errors"] or [],
+        replay_link=cleaned["replay_link"] or "",
+    )
+
+
+# Field cleaners: each returns the cleaned value or raises _FieldError with one sentence.
+
+
+def _text(value: object, *, max_length: int = MAX_TEXT_LENGTH) -> str:
+    if not isinstance(value, str):
+        raise _FieldError(f"It must be a string; got {_json_type(value)}.")
+    if not value.strip():
+        raise _FieldError("It must not be blank.")
+    if len(value) > max_length:
+        raise _FieldError(f"It must be at most {max_length} characters; got {len(value)}.")
+    _check_storable(value)
+    return value
+
+
+def _uuid(value: object) -> uuid.UUID:
+    if not isinstance(value, str):
+        raise _FieldError(f"It must be a UUID string; got {_json_type(value)}.")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise _FieldError(
+            f"{_echo(value)} is not a UUID (e.g. 1b4e28ba-2fa1-11d2-883f-0016d3cca427)."
+        ) from None
+
+
+def _choice(choices: list[str]) -> Callable[[object], str]:
+    def clean(value: object) -> str:
+        if value not in choices:
+            raise _FieldError(f"It must be one of {', '.join(choices)}; got {_echo(value)}.")
+        return str(value)
+
+    return clean
+
+
+def _count(value: object) -> int:
+    # bool is an int in Python; true is not a count.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _FieldError(f"It must be a whole number (a JSON integer); got {_json_type(value)}.")
+    if value < 0:
+        raise _FieldError(f"It must be 0 or more; got {value}.")
+    if value > MAX_COUNT:
+        raise _FieldError(f"It must be at most {MAX_COUNT}.")
+    return value
+
+
+def _moment(value: object) -> datetime:
+    example = "e.g. 2024-05-01T12:00:00Z"
+    if not isinstance(value, str):
+        raise _FieldError(f"It must be an ISO 8601 date-time string ({example}).")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise _FieldError(f"{_echo(value)} is not an ISO 8601 date-time ({example}).") from None
+    if moment.utcoffset() is None:
+        raise _FieldError(
+            f"{_echo(value)} has no UTC offset, so the moment is ambiguous; "
+            f"end it with Z or an offset such as +02:00 ({example})."
+        )
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise _FieldError(f"{_echo(value)} is out of range once converted to UTC.") from None
+
+
+def _optional_text(value: object) -> str:
+    # Engines often send "" for "none"; that is absent, not blank.
+    return "" if value == "" else _text(value)
+
+
+def _optional_choice(choices: list[str]) -> Callable[[object], str]:
+    clean_choice = _choice(choices)
+    return lambda value: "" if value == "" else clean_choice(value)
+
+
+def _errors(value: object) -> list:
+    if not isinstance(value, list):
+        raise _FieldError(f"It must be a list of strings or JSON objects; got {_json_type(value)}.")
+    if len(value) > MAX_ERRORS:
+        raise _FieldError(f"It has {len(value)} items; at most {MAX_ERRORS} are accepted.")
+    for index, item in enumerate(value):
+        if not isinstance(item, str | dict):
+            raise _FieldError(
+                f"Item {index} is {_json_type(item)}; each error must be a string or a JSON object."
+            )
+    _check_storable_tree(value)
+    size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+    if size > MAX_ERRORS_BYTES:
+        raise _FieldError(
+            f"It is {size} bytes as JSON; at most {MAX_ERRORS_BYTES} are accepted. "
+            f"Send the first errors and a count instead."
+        )
+    return value
+
+
+def _replay_link(value: object) -> str:
+    if value == "":
+        return ""
+    link = _text(value, max_length=REPLAY_LINK_MAX_LENGTH)
+    try:
+        _URL_VALIDATOR(link)
+    except (ValidationError, ValueError):
+        raise _FieldError(
+            f"{_echo(link)} is not an absolute http(s) URL "
+            f"(e.g. https://siem.example.com/replay/123)."
+        ) from None
+    return link
+
+
+_CLEANERS: dict[str, Callable[[Any], Any]] = {
+    "detection_id": _uuid,
+    "detection_name": _text,
+    "run_id": _text,
+    "run_type": _choice(RunType.values),
+    "match_count": _count,
+    "ran_at": _moment,
+    "range_start": _moment,
+    "range_end": _moment,
+    "match_exhaustiveness": _optional_choice(MatchExhaustiveness.values),
+    "search_id": _optional_text,
+    "trace_id": _optional_text,
+    "errors": _errors,
+    "replay_link": _replay_link,
+}
+
+
+# Text that the databases cannot store: PostgreSQL refuses NUL in text and in jsonb, and a lone
+# surrogate (which JSON's "\ud800" escape produces) cannot be encoded as UTF-8 at all.
+
+
+def _check_storable(text: str) -> None:
+    if "\x00" in text:
+        raise _FieldError("It contains a NUL character (\\u0000), which cannot be stored.")
+    if not text.isascii() and _LONE_SURROGATE.search(text):
+        raise _FieldError("It contains a lone UTF-16 surrogate, which is not valid Unicode.")
+
+
+def _check_storable_tree(value: list) -> None:
+    # Walked with a stack, not recursion, so depth is measured before anything recurses.
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_storable(item)
+        elif isinstance(item, list | dict):
+            if depth > MAX_ERRORS_DEPTH:
+                raise _FieldError(f"It is nested more than {MAX_ERRORS_DEPTH} levels deep.")
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+
+
+# JSON decoding hooks and message helpers.
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number.")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise ValueError(f"an integer has more than {MAX_INTEGER_DIGITS} digits.")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {text[:ECHO_LENGTH]} is too large.")
+    return number
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            # Which copy would win is a parser detail; the sender should say what it means.
+            raise ValueError(f"the key {_echo(key)} appears twice in one object.")
+        result[key] = value
+    return result
+
+
+def _unknown_field_message(name: str) -> str:
+    # Only a name of plausible length can be a typo of a known one; comparing is not free.
+    short = len(name) <= ECHO_LENGTH
+    suggestion = difflib.get_close_matches(name, KNOWN_FIELDS, n=1) if short else []
+    hint = f" Did you mean {suggestion[0]}?" if suggestion else ""
+    return f"Unknown field.{hint} Known fields: {', '.join(KNOWN_FIELDS)}."
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= ECHO_LENGTH else text[: ECHO_LENGTH - 1] + "…"
+
+
+def _echo(value: object) -> str:
+    """Quote a refused value for a message, shortened so a huge value is not sent back whole."""
+    if isinstance(value, str):
+        return json.dumps(_shorten(value))
+    if isinstance(value, bool | int | float):
+        return _shorten(json.dumps(value))
+    return _json_type(value)
