@@ -3,7 +3,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Subquery, TextField
+from django.db.models.functions import Cast
 from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import path, reverse
@@ -16,8 +17,10 @@ from django.views.decorators.http import require_POST
 from . import delivery_admin  # noqa: F401  registers the delivery log
 from .actions import report_test_alert, send_test_alert, send_test_alert_and_resolve
 from .delivery_admin import status_badge
+from .encryption import DecryptionError, decrypt
 from .forms import DestinationForm
 from .models import Delivery, Destination
+from .routing_keys import UNREADABLE_KEY, mask_routing_key
 
 
 class KeyAgeFilter(admin.SimpleListFilter):
@@ -77,7 +80,11 @@ class DestinationAdmin(admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
+            # The key is read through its raw token so one undecryptable key shows as such
+            # instead of breaking the whole page.
+            .defer("routing_key")
             .annotate(
+                routing_key_token=Cast("routing_key", TextField()),
                 last_delivery_status=Subquery(latest.values("status")[:1]),
                 last_delivery_at=Subquery(latest.values("created_at")[:1]),
             )
@@ -96,7 +103,13 @@ class DestinationAdmin(admin.ModelAdmin):
 
     @admin.display(description="integration key")
     def masked_key(self, obj: Destination) -> str:
-        return obj.masked_routing_key
+        token = getattr(obj, "routing_key_token", None)
+        if token is None:
+            return obj.masked_routing_key
+        try:
+            return mask_routing_key(decrypt(token))
+        except DecryptionError:
+            return UNREADABLE_KEY
 
     @admin.display(description="severity", ordering="severity_override")
     def severity_display(self, obj: Destination) -> str:

@@ -5,9 +5,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.db import DatabaseError
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
-from .encryption import key_problems
+from .encryption import DecryptionError, decrypt, key_problems
 
 
 @register()
@@ -15,6 +17,39 @@ def check_encryption_keys(app_configs=None, **kwargs):
     return [
         Error(problem, id="destinations.E001")
         for problem in key_problems(settings.FIELD_ENCRYPTION_KEYS)
+    ]
+
+
+@register()
+def check_routing_keys_readable(app_configs=None, **kwargs):
+    from .models import Destination
+
+    if key_problems(settings.FIELD_ENCRYPTION_KEYS):
+        return []  # E001 already says what is wrong
+    try:
+        tokens = list(
+            Destination.objects.annotate(token=Cast("routing_key", TextField()))
+            .order_by("name")
+            .values_list("name", "token")
+        )
+    except DatabaseError:
+        return []
+    unreadable = []
+    for name, token in tokens:
+        try:
+            decrypt(token)
+        except DecryptionError:
+            unreadable.append(name)
+    if not unreadable:
+        return []
+    return [
+        Warning(
+            f"{len(unreadable)} destination(s) have routing keys that no key in "
+            f"FIELD_ENCRYPTION_KEYS can decrypt, so they cannot page: {', '.join(unreadable)}.",
+            hint="Add the encryption key that stored them back to FIELD_ENCRYPTION_KEYS (after "
+            "the first key), or enter their routing keys again in the admin.",
+            id="destinations.W002",
+        )
     ]
 
 

@@ -103,6 +103,24 @@ def enqueue_run_deliveries(run) -> list[Delivery]:
     return Delivery.objects.bulk_create(deliveries)
 
 
+class UnreadableRoutingKey(PagerDutyError):
+    """The stored routing key cannot be decrypted, so nothing was sent."""
+
+    # Retried (within the attempt and age limits): restoring the old encryption key or entering
+    # the routing key again makes the next attempt succeed, and the page is not lost meanwhile.
+    retryable = True
+    hint = (
+        "Add the encryption key that stored this routing key back to FIELD_ENCRYPTION_KEYS "
+        "(after the first key), or enter the routing key again on the destination."
+    )
+
+    def __init__(self) -> None:
+        super().__init__("the stored routing key cannot be decrypted with FIELD_ENCRYPTION_KEYS")
+
+    def _sentence(self) -> str:
+        return f"Not sent: {self.message}"
+
+
 @dataclass
 class AttemptResult:
     """What one HTTP attempt came to, before any decision about retrying."""
@@ -126,6 +144,12 @@ class AttemptResult:
         return self.error.hint if self.error is not None else ""
 
 
+def unreadable_key_result() -> AttemptResult:
+    """The attempt that could not be made because the routing key cannot be decrypted."""
+    error = UnreadableRoutingKey()
+    return AttemptResult(started_at=timezone.now(), accepted=False, error=error)
+
+
 def send_event(
     event: dict,
     destination: Destination,
@@ -134,9 +158,11 @@ def send_event(
     routing_key: str | None = None,
 ) -> AttemptResult:
     """Post one event to the destination's PagerDuty URL (with its key, or the one given)."""
-    routing_key = routing_key or destination.routing_key
-    body = serialize_event(event, routing_key=routing_key)
+    routing_key = routing_key or destination.readable_routing_key()
+    if routing_key is None:
+        return unreadable_key_result()
     started_at = timezone.now()
+    body = serialize_event(event, routing_key=routing_key)
     try:
         accepted = (client or get_client()).send(
             body,

@@ -24,6 +24,11 @@ class EncryptedTextField(models.TextField):
             return None
         return encryption.encrypt(value)
 
+    def value_from_object(self, obj):
+        # Forms (model_to_dict) and serializers (dumpdata) read values through here: they never
+        # need the plaintext, and must not carry it. Code that needs the key reads the attribute.
+        return ""
+
     def get_lookup(self, lookup_name):
         if lookup_name == "isnull":
             return super().get_lookup(lookup_name)

@@ -4,8 +4,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from .encryption import DecryptionError
 from .fields import EncryptedTextField
-from .routing_keys import mask_routing_key
+from .routing_keys import UNREADABLE_KEY, mask_routing_key
 
 DEFAULT_TIMEOUT_SECONDS = 30
 MIN_TIMEOUT_SECONDS = 1
@@ -66,11 +67,20 @@ class Destination(models.Model):
 
     @property
     def masked_routing_key(self) -> str:
-        return mask_routing_key(self.routing_key)
+        readable = self.readable_routing_key()
+        return UNREADABLE_KEY if readable is None else mask_routing_key(readable)
+
+    def readable_routing_key(self) -> str | None:
+        """The key, or None when no key in FIELD_ENCRYPTION_KEYS can decrypt it."""
+        try:
+            return self.routing_key
+        except DecryptionError:
+            # Left deferred: a later save() does not write the unreadable token back.
+            return None
 
     def set_routing_key(self, key: str) -> None:
         """Replace the key and stamp the rotation time when it actually changes."""
-        if key != self.routing_key or self.routing_key_rotated_at is None:
+        if key != self.readable_routing_key() or self.routing_key_rotated_at is None:
             self.routing_key = key
             self.routing_key_rotated_at = timezone.now()
 

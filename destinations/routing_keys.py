@@ -7,6 +7,8 @@ from django.core.exceptions import ValidationError
 from .pagerduty.events import ROUTING_KEY_LENGTH
 
 MASK = "••••"
+# Shown instead of a fingerprint when no configured encryption key can decrypt the stored key.
+UNREADABLE_KEY = "⚠ unreadable — restore its encryption key or enter the key again"
 _KEY_CHARACTERS = re.compile(r"[A-Za-z0-9]*")
 
 

@@ -12,10 +12,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
-from .delivery import record_attempt, send_event
+from .delivery import record_attempt, send_event, unreadable_key_result
+from .encryption import DecryptionError, decrypt
 from .models import UNFINISHED, Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
 from .rate_budget import take_tokens
 
@@ -72,6 +74,10 @@ def claim_due(*, limit: int, now: datetime | None = None) -> list[Claim]:
                 _due_deliveries(now)
                 .exclude(pk__in=[row.pk for row in claimed])
                 .select_related("destination")
+                # The key's raw token, decrypted by the sending thread: one undecryptable key
+                # must fail its own deliveries, not every claim.
+                .defer("destination__routing_key")
+                .annotate(routing_key_token=Cast("destination__routing_key", TextField()))
                 .select_for_update(skip_locked=True, of=("self",))[: limit - len(claimed)]
             )
             if not rows:
@@ -145,7 +151,12 @@ def _log_lost_leases(rows: list[Delivery], now: datetime) -> None:
 def deliver(claim: Claim, *, now: Callable[[], datetime] = timezone.now) -> str:
     """Send one claimed delivery and record the attempt; returns the delivery's new status."""
     delivery = claim.delivery
-    result = send_event(delivery.event, delivery.destination)
+    try:
+        routing_key = decrypt(delivery.routing_key_token)
+    except DecryptionError:
+        result = unreadable_key_result()
+    else:
+        result = send_event(delivery.event, delivery.destination, routing_key=routing_key)
     return record_attempt(delivery, result, now=now(), lease_token=claim.lease_token)
 
 
@@ -210,6 +221,8 @@ class Worker:
                         claims = claim_due(limit=capacity - len(inflight), now=self.now())
                     except Exception:
                         logger.exception("worker.claim_failed")
+                        if once:
+                            raise  # --once reports a broken queue instead of spinning on it
                         close_old_connections()
                         self._stopping.wait(self.poll_interval)
                         continue

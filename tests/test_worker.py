@@ -248,14 +248,14 @@ def test_a_later_event_for_the_same_incident_waits_for_the_earlier(fake_pagerdut
     other = queue_event(destination, "incident-2", summary="other")
     fake_pagerduty.inject(Fault.status(503))
     start = timezone.now()
-    drain(at=start)
+    drain(at=start, concurrency=1)  # one at a time, so the fault hits "first"
     # The first failed and waits for its retry; the second must not overtake it.
     assert [r.json["payload"]["summary"] for r in fake_pagerduty.received] == ["first", "other"]
     second.refresh_from_db()
     assert second.status == DeliveryStatus.PENDING and second.attempts == 0
 
     first.refresh_from_db()
-    drain(at=first.next_attempt_at)
+    drain(at=first.next_attempt_at, concurrency=1)
     summaries = [r.json["payload"]["summary"] for r in fake_pagerduty.received]
     assert summaries == ["first", "other", "first", "second"]
     assert other.pk

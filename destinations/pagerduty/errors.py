@@ -106,14 +106,20 @@ class RateLimited(PagerDutyError):
     """PagerDuty answered 429: too many events for this integration key, try again later."""
 
     retryable = True
-    hint = "PagerDuty is rate limiting this integration key; delivery will be retried."
+    hint = (
+        "Rate limited: PagerDuty takes about 120 events a minute per integration key. "
+        "Queued alerts wait and are retried; send a test again in a minute."
+    )
 
 
 class ServerError(PagerDutyError):
     """PagerDuty answered 5xx: its side is failing, so the event may be accepted later."""
 
     retryable = True
-    hint = "PagerDuty unreachable or failing; delivery will be retried."
+    hint = (
+        "PagerDuty unreachable or failing (a 5xx answer). "
+        "Queued alerts are retried automatically; try a test again later."
+    )
 
 
 class Unreachable(PagerDutyError, ConnectionError):
@@ -122,7 +128,7 @@ class Unreachable(PagerDutyError, ConnectionError):
     retryable = True
     hint = (
         "PagerDuty unreachable: check this server's network, DNS and proxy settings "
-        "and PAGERDUTY_EVENTS_URL; delivery will be retried."
+        "and PAGERDUTY_EVENTS_URL. Queued alerts are retried automatically."
     )
 
 
@@ -130,8 +136,8 @@ class Timeout(Unreachable, TimeoutError):
     """PagerDuty did not answer (or accept the connection) within the destination's timeout."""
 
     hint = (
-        "PagerDuty unreachable: no answer within the destination's timeout; "
-        "delivery will be retried."
+        "PagerDuty unreachable: no answer within the destination's timeout. "
+        "Queued alerts are retried automatically."
     )
 
 

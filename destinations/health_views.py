@@ -1,0 +1,257 @@
+"""The admin's delivery health page: per destination, deliveries per day, success and backlog."""
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.apps import apps
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+from .health import DayCount, DestinationHealth, Failure, delivery_health
+from .models import DeliveryKind
+
+# At or above the first a destination reads as healthy; below the second it is flagged red.
+SUCCESS_RATE_GOOD = 99.0
+SUCCESS_RATE_POOR = 95.0
+# PagerDuty's errors and our error text can be long; the delivery's own page has them in full.
+ANSWER_MAX_CHARS = 300
+
+# Chart geometry in SVG user units: one bar per day, the day of the month underneath.
+BAR_WIDTH = 12
+BAR_GAP = 3
+BARS_HEIGHT = 40
+LABEL_HEIGHT = 11
+DAY_WIDTH = BAR_WIDTH + BAR_GAP
+CHART_HEIGHT = BARS_HEIGHT + LABEL_HEIGHT
+# Each of the three segments (delivered, failed, pending) is drawn at least this tall, so one
+# failure among hundreds still shows.
+MIN_SEGMENT = 1
+SEGMENTS = 3
+
+
+@dataclass(frozen=True)
+class PendingCell:
+    """The oldest unfinished delivery as the page shows it."""
+
+    url: str
+    age: str
+    queued: str
+    note: str
+
+
+@dataclass(frozen=True)
+class FailureCell:
+    """The last failure as the page shows it."""
+
+    url: str
+    ago: str
+    when: str
+    status: str
+    is_test: bool
+    answer: list[str]
+
+
+@dataclass(frozen=True)
+class HealthRow:
+    """One destination's row, formatted for the template."""
+
+    health: DestinationHealth
+    change_url: str | None
+    chart: SafeString | None
+    success_rate: str
+    success_class: str
+    latency: str
+    pending: PendingCell | None
+    failure: FailureCell | None
+
+
+def health_view(request: HttpRequest) -> TemplateResponse:
+    """Render the delivery health page for staff who may view the delivery log."""
+    # The page summarises the delivery log (PagerDuty's answers included), so it asks for the
+    # log's own permission; admin_view (in project/urls.py) has already let only staff in.
+    if not request.user.has_perm("destinations.view_delivery"):
+        raise PermissionDenied
+    report = delivery_health(page=request.GET.get("page"))
+    urls = _ChangeUrls(can_view_destinations=request.user.has_perm("destinations.view_destination"))
+    labels = [day_label(day) for day in report.days]
+    context = {
+        **admin.site.each_context(request),
+        "title": "Delivery health",
+        "app_name": apps.get_app_config("destinations").verbose_name,
+        "report": report,
+        "since": format_moment(report.since),
+        "window_days": len(report.days),
+        # For the destinations on this page, which on most installations is all of them.
+        "any_deliveries": any(health.total for health in report.destinations),
+        "rows": [health_row(health, report.now, labels, urls) for health in report.destinations],
+    }
+    return TemplateResponse(request, "admin/destinations/health.html", context)
+
+
+class _ChangeUrls:
+    """Change-page URLs of destinations and deliveries, reversed once per page, not per row."""
+
+    def __init__(self, *, can_view_destinations: bool) -> None:
+        self._destination = (
+            reverse("admin:destinations_destination_change", args=[0])
+            if can_view_destinations
+            else None
+        )
+        self._delivery = reverse("admin:destinations_delivery_change", args=[0])
+
+    @staticmethod
+    def _with_id(url_for_zero: str, pk: int) -> str:
+        # Ids are integers, so putting one where 0 was gives exactly what reverse() would.
+        head, _, tail = url_for_zero.rpartition("/0/")
+        return f"{head}/{pk}/{tail}"
+
+    def destination(self, pk: int) -> str | None:
+        return self._with_id(self._destination, pk) if self._destination else None
+
+    def delivery(self, pk: int) -> str:
+        return self._with_id(self._delivery, pk)
+
+
+def health_row(
+    health: DestinationHealth, now: datetime, labels: list[str], urls: _ChangeUrls
+) -> HealthRow:
+    """Format one destination's figures for the page."""
+    rate = health.success_rate
+    pending = health.oldest_pending
+    failure = health.last_failure
+    return HealthRow(
+        health=health,
+        change_url=urls.destination(health.id),
+        chart=daily_chart(health.days, labels=labels, name=health.name) if health.total else None,
+        success_rate=format_rate(rate),
+        success_class=rate_class(rate),
+        latency=f"{human_duration_ms(health.p50_ms)} / {human_duration_ms(health.p95_ms)}",
+        pending=PendingCell(
+            url=urls.delivery(pending.id),
+            age=human_age(pending.age),
+            queued=format_moment(pending.queued_at),
+            note=f"#{pending.id} {pending.status}"
+            + (f", {pending.unfinished} unfinished" if pending.unfinished > 1 else ""),
+        )
+        if pending
+        else None,
+        failure=FailureCell(
+            url=urls.delivery(failure.id),
+            ago=human_age(now - failure.finished_at),
+            when=format_moment(failure.finished_at),
+            status=f"HTTP {failure.status_code}" if failure.status_code else "no answer",
+            is_test=failure.kind == DeliveryKind.TEST,
+            answer=answer_lines(failure),
+        )
+        if failure
+        else None,
+    )
+
+
+def rate_class(rate: float | None) -> str:
+    if rate is None:
+        return ""
+    if rate >= SUCCESS_RATE_GOOD:
+        return "health-good"
+    return "health-warn" if rate >= SUCCESS_RATE_POOR else "health-bad"
+
+
+def format_rate(rate: float | None) -> str:
+    """A success rate to one decimal, rounded down so that 99.96% never reads as 100.0%."""
+    return "—" if rate is None else f"{math.floor(rate * 10) / 10:.1f}%"
+
+
+def answer_lines(failure: Failure) -> list[str]:
+    """PagerDuty's message and errors, then our error text unless it only repeats them."""
+    lines = [failure.message] if failure.message else []
+    errors = failure.errors if isinstance(failure.errors, list) else [failure.errors]
+    lines += [str(error) for error in errors if error]
+    if failure.error and failure.error not in lines:
+        lines.append(failure.error)
+    return [_shorten(line) for line in lines]
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= ANSWER_MAX_CHARS else text[: ANSWER_MAX_CHARS - 1] + "…"
+
+
+def format_moment(moment: datetime) -> str:
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S %Z}"
+
+
+def human_duration_ms(milliseconds: float | None) -> str:
+    """A duration as a person reads it: 850 ms, 4.2 s, 12 min, 3.5 h, 2.1 d."""
+    if milliseconds is None:
+        return "—"
+    if round(milliseconds) < 1000:
+        return f"{round(milliseconds)} ms"
+    seconds = milliseconds / 1000
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{_number(seconds / size)} {unit}"
+    return f"{_number(seconds)} s"
+
+
+def human_age(age: timedelta) -> str:
+    return human_duration_ms(max(age.total_seconds(), 0.0) * 1000)
+
+
+def _number(value: float) -> str:
+    """One decimal under 10, whole numbers from there: 4.2, 12."""
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+
+
+def day_label(day: date) -> str:
+    return f"{day:%a} {day.day} {day:%b}"
+
+
+def day_title(label: str, day: DayCount) -> str:
+    """What a bar says about its day: its <title>, read out by screen readers and on hover."""
+    text = f"{label}: {day.delivered} delivered, {day.failed} failed, {day.other} pending"
+    if day.tests:
+        text += f" (of which {day.tests} test alert{'' if day.tests == 1 else 's'})"
+    return text
+
+
+def daily_chart(days: list[DayCount], *, labels: list[str], name: str) -> SafeString:
+    """Stacked bars of delivered, failed and pending deliveries per day, as inline SVG."""
+    # Built as one string rather than with template tags, which would cost a tag per rect.
+    # `name` is the only text that comes from a user, and it is escaped; everything else is a
+    # number or a label formatted here.
+    peak = max(day.total for day in days)
+    scale = (BARS_HEIGHT - SEGMENTS * MIN_SEGMENT) / peak
+    width = len(days) * DAY_WIDTH - BAR_GAP
+    parts = [
+        f'<svg class="health-chart" width="{width}" height="{CHART_HEIGHT}" role="group" '
+        f'aria-label="Deliveries per day to {escape(name)} over the last {len(days)} days, '
+        f'at most {peak} a day">'
+    ]
+    for index, (label, day) in enumerate(zip(labels, days, strict=True)):
+        x = index * DAY_WIDTH
+        # Each day is an image named by its <title>, so a screen reader reads the counts out; the
+        # transparent full-height rect lets an empty or short day show that title on hover too.
+        parts.append(
+            f'<g role="img"><title>{day_title(label, day)}</title>'
+            f'<rect class="h" x="{x}" width="{BAR_WIDTH}" height="{BARS_HEIGHT}"/>'
+        )
+        top = BARS_HEIGHT
+        for count, css_class in ((day.delivered, "d"), (day.failed, "f"), (day.other, "o")):
+            if count:
+                bar = max(count * scale, MIN_SEGMENT)
+                top -= bar
+                parts.append(
+                    f'<rect class="{css_class}" x="{x}" y="{top:.1f}" width="{BAR_WIDTH}" '
+                    f'height="{bar:.1f}"/>'
+                )
+        parts.append(
+            f'<text x="{x + BAR_WIDTH // 2}" y="{CHART_HEIGHT - 1}">{day.day.day}</text></g>'
+        )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308  numbers, our labels and an escaped name only
