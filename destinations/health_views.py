@@ -79,7 +79,7 @@ def health_view(request: HttpRequest) -> TemplateResponse:
     if not request.user.has_perm("destinations.view_delivery"):
         raise PermissionDenied
     report = delivery_health(page=request.GET.get("page"))
-    urls = _ChangeUrls(can_view_destinations=request.user.has_perm("destinations.view_destination"))
+    link_destinations = request.user.has_perm("destinations.view_destination")
     labels = [day_label(day) for day in report.days]
     context = {
         **admin.site.each_context(request),
@@ -90,37 +90,16 @@ def health_view(request: HttpRequest) -> TemplateResponse:
         "window_days": len(report.days),
         # For the destinations on this page, which on most installations is all of them.
         "any_deliveries": any(health.total for health in report.destinations),
-        "rows": [health_row(health, report.now, labels, urls) for health in report.destinations],
+        "rows": [
+            health_row(health, now=report.now, labels=labels, link_destination=link_destinations)
+            for health in report.destinations
+        ],
     }
     return TemplateResponse(request, "admin/destinations/health.html", context)
 
 
-class _ChangeUrls:
-    """Change-page URLs of destinations and deliveries, reversed once per page, not per row."""
-
-    def __init__(self, *, can_view_destinations: bool) -> None:
-        self._destination = (
-            reverse("admin:destinations_destination_change", args=[0])
-            if can_view_destinations
-            else None
-        )
-        self._delivery = reverse("admin:destinations_delivery_change", args=[0])
-
-    @staticmethod
-    def _with_id(url_for_zero: str, pk: int) -> str:
-        # Ids are integers, so putting one where 0 was gives exactly what reverse() would.
-        head, _, tail = url_for_zero.rpartition("/0/")
-        return f"{head}/{pk}/{tail}"
-
-    def destination(self, pk: int) -> str | None:
-        return self._with_id(self._destination, pk) if self._destination else None
-
-    def delivery(self, pk: int) -> str:
-        return self._with_id(self._delivery, pk)
-
-
 def health_row(
-    health: DestinationHealth, now: datetime, labels: list[str], urls: _ChangeUrls
+    health: DestinationHealth, *, now: datetime, labels: list[str], link_destination: bool
 ) -> HealthRow:
     """Format one destination's figures for the page."""
     rate = health.success_rate
@@ -128,13 +107,13 @@ def health_row(
     failure = health.last_failure
     return HealthRow(
         health=health,
-        change_url=urls.destination(health.id),
+        change_url=_change_url("destination", health.id) if link_destination else None,
         chart=daily_chart(health.days, labels=labels, name=health.name) if health.total else None,
         success_rate=format_rate(rate),
         success_class=rate_class(rate),
         latency=f"{human_duration_ms(health.p50_ms)} / {human_duration_ms(health.p95_ms)}",
         pending=PendingCell(
-            url=urls.delivery(pending.id),
+            url=_change_url("delivery", pending.id),
             age=human_age(pending.age),
             queued=format_moment(pending.queued_at),
             note=f"#{pending.id} {pending.status}"
@@ -143,7 +122,7 @@ def health_row(
         if pending
         else None,
         failure=FailureCell(
-            url=urls.delivery(failure.id),
+            url=_change_url("delivery", failure.id),
             ago=human_age(now - failure.finished_at),
             when=format_moment(failure.finished_at),
             status=f"HTTP {failure.status_code}" if failure.status_code else "no answer",
@@ -153,6 +132,10 @@ def health_row(
         if failure
         else None,
     )
+
+
+def _change_url(model: str, pk: int) -> str:
+    return reverse(f"admin:destinations_{model}_change", args=[pk])
 
 
 def rate_class(rate: float | None) -> str:

@@ -1,0 +1,395 @@
+"""Delivery health per destination for the admin's health page, in six queries for any number."""
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import NamedTuple
+
+from django.core.paginator import Page, Paginator
+from django.db import connections
+from django.db.models import Aggregate, Case, Count, F, FloatField, Func, Q, Value, When, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+
+from .models import UNFINISHED, Delivery, DeliveryKind, DeliveryStatus, Destination
+
+WINDOW_DAYS = 14
+RECENT = timedelta(hours=24)
+# As the admin's own lists: beyond this a page of charts gets slow to build and to read.
+DESTINATIONS_PER_PAGE = 100
+# Latency percentiles shown, as whole percents; nearest rank, so every value is a real delivery's.
+LATENCY_PERCENTILES = (50, 95)
+
+# Success rate and latency describe the pages detections send. Test alerts are left out: the
+# admin sends them inline (their latency is one HTTP call, not a trip through the queue), and a
+# key rotation logs a refused test against the destination when the *new* key is wrong, which
+# says nothing about how the destination's pages are doing. They still count in the chart.
+EVENTS = ~Q(kind=DeliveryKind.TEST)
+DELIVERED = Q(status=DeliveryStatus.DELIVERED)
+FAILED = Q(status=DeliveryStatus.FAILED)
+
+
+class DayCount(NamedTuple):
+    """Deliveries created on one day, by how they ended (test alerts included, and counted)."""
+
+    # A named tuple: cheap to build, and the page builds one per destination and day.
+    day: date
+    delivered: int = 0
+    failed: int = 0
+    other: int = 0  # pending or sending
+    tests: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.delivered + self.failed + self.other
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    """The oldest unfinished delivery of a destination, and how many are unfinished."""
+
+    id: int
+    status: str
+    queued_at: datetime
+    age: timedelta
+    unfinished: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The last failed delivery of a destination, with PagerDuty's answer."""
+
+    id: int
+    kind: str
+    finished_at: datetime
+    status_code: int | None
+    message: str
+    errors: list
+    error: str
+
+
+@dataclass(frozen=True)
+class DestinationHealth:
+    """One destination's figures over the window."""
+
+    id: int
+    name: str
+    enabled: bool
+    days: list[DayCount]
+    delivered: int  # detection events (no tests) delivered in the window
+    failed: int  # detection events (no tests) failed in the window
+    tests: int
+    p50_ms: int | None
+    p95_ms: int | None
+    oldest_pending: PendingDelivery | None
+    last_failure: Failure | None
+
+    @property
+    def total(self) -> int:
+        return sum(day.total for day in self.days)
+
+    @property
+    def success_rate(self) -> float | None:
+        """Delivered detection events as a percent of the finished ones, or None if none ended."""
+        finished = self.delivered + self.failed
+        return 100.0 * self.delivered / finished if finished else None
+
+
+@dataclass(frozen=True)
+class HealthTotals:
+    """Figures across all destinations, as /healthz counts them."""
+
+    pending: int
+    failed_recently: int
+    delivered_recently: int
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """Everything the health page shows."""
+
+    now: datetime
+    days: list[date]
+    since: datetime
+    totals: HealthTotals
+    destinations: list[DestinationHealth]  # this page's
+    page: Page  # of all destinations, by name
+
+
+class LatencyMs(Func):
+    """Milliseconds from created_at to delivered_at, computed by the database itself."""
+
+    # Django's portable datetime subtraction calls a Python function per row on SQLite;
+    # julianday() is native there, as EXTRACT(EPOCH …) is on PostgreSQL.
+    template = "CAST(EXTRACT(EPOCH FROM (%(expressions)s)) AS DOUBLE PRECISION) * 1000"
+    arg_joiner = " - "
+    output_field = FloatField()
+
+    def __init__(self) -> None:
+        super().__init__(F("delivered_at"), F("created_at"))
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return super().as_sql(
+            compiler,
+            connection,
+            template="(julianday(%(expressions)s)) * 86400000.0",
+            arg_joiner=") - julianday(",
+            **extra_context,
+        )
+
+
+class PercentileDisc(Aggregate):
+    """PostgreSQL's nearest-rank percentile: the first value at or past `percent` of the group."""
+
+    function = "PERCENTILE_DISC"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression, *, percent: int, **extra) -> None:
+        # A literal from our own constants, never user input.
+        super().__init__(expression, fraction=f"{percent / 100:.2f}", **extra)
+
+
+def day_starts(*, now: datetime, days: int) -> list[datetime]:
+    """Local midnight of each of the last `days` days, oldest first, and of the day after."""
+    today = timezone.localdate(now)
+    zone = timezone.get_current_timezone()
+    return [
+        datetime.combine(today - timedelta(days=days - 1 - offset), time.min, tzinfo=zone)
+        for offset in range(days + 1)
+    ]
+
+
+def nearest_rank(ordered: list[float], percent: int) -> float:
+    """The nearest-rank percentile of sorted values: the one at rank ceil(percent·n/100)."""
+    return ordered[(percent * len(ordered) + 99) // 100 - 1]
+
+
+def delivery_health(
+    *,
+    now: datetime | None = None,
+    days: int = WINDOW_DAYS,
+    page: int | str | None = 1,
+    per_page: int = DESTINATIONS_PER_PAGE,
+) -> HealthReport:
+    """Figures for one page of destinations over the last `days` days, in six queries."""
+    now = now or timezone.now()
+    starts = day_starts(now=now, days=days)
+    since = starts[0]
+    day_list = [start.date() for start in starts[:-1]]
+    # Every destination's name is one small query; only the page's destinations get figures,
+    # so the work per request stays the same however many destinations there are.
+    destination_page = Paginator(
+        list(Destination.objects.order_by("name", "pk").values_list("pk", "name", "enabled")),
+        per_page,
+    ).get_page(page)
+    ids = [pk for pk, _, _ in destination_page.object_list]
+    destinations = []
+    if ids:
+        deliveries = Delivery.objects.filter(destination_id__in=ids).order_by()
+        in_window = deliveries.filter(created_at__gte=since)
+        daily = _daily_counts(in_window, starts)
+        latencies = _latency_percentiles(in_window)
+        pending = _oldest_pending(deliveries, now=now)
+        failures = _last_failures(deliveries, since=since)
+        # Destinations without deliveries share one list of empty days.
+        empty_days = [DayCount(day) for day in day_list]
+        no_latency = dict.fromkeys(LATENCY_PERCENTILES)
+        for pk, name, enabled in destination_page.object_list:
+            counts = daily.get(pk)
+            latency = latencies.get(pk, no_latency)
+            destinations.append(
+                DestinationHealth(
+                    id=pk,
+                    name=name,
+                    enabled=enabled,
+                    days=counts.days if counts else empty_days,
+                    delivered=counts.events_delivered if counts else 0,
+                    failed=counts.events_failed if counts else 0,
+                    tests=counts.tests if counts else 0,
+                    p50_ms=latency[50],
+                    p95_ms=latency[95],
+                    oldest_pending=pending.get(pk),
+                    last_failure=failures.get(pk),
+                )
+            )
+    return HealthReport(
+        now=now,
+        days=day_list,
+        since=since,
+        totals=_totals(now=now),
+        destinations=destinations,
+        page=destination_page,
+    )
+
+
+@dataclass
+class _Counts:
+    """One destination's per-day counts and its totals over the window, while they add up."""
+
+    days: list[DayCount]
+    events_delivered: int = 0
+    events_failed: int = 0
+    tests: int = 0
+
+
+def _daily_counts(in_window, starts: list[datetime]) -> dict[int, _Counts]:
+    """Counts per destination and day, grouped in the database."""
+    day_list = [start.date() for start in starts[:-1]]
+    # Day buckets are a CASE over precomputed midnights rather than TruncDate: on SQLite,
+    # TruncDate runs a Python function for every row, while these are plain comparisons, and the
+    # midnights already follow the current time zone on every database.
+    day_index = Case(
+        *(
+            When(created_at__lt=start, then=Value(index))
+            for index, start in enumerate(starts[1:-1])
+        ),
+        default=Value(len(day_list) - 1),
+    )
+    rows = (
+        in_window.annotate(day=day_index)
+        .values_list("destination_id", "day")
+        .annotate(
+            delivered=Count("pk", filter=DELIVERED),
+            failed=Count("pk", filter=FAILED),
+            other=Count("pk", filter=Q(status__in=UNFINISHED)),
+            tests=Count("pk", filter=~EVENTS),
+            events_delivered=Count("pk", filter=DELIVERED & EVENTS),
+            events_failed=Count("pk", filter=FAILED & EVENTS),
+        )
+    )
+    counts: dict[int, _Counts] = {}
+    for (
+        destination_id,
+        day,
+        delivered,
+        failed,
+        other,
+        tests,
+        events_delivered,
+        events_failed,
+    ) in rows:
+        entry = counts.get(destination_id)
+        if entry is None:
+            entry = counts[destination_id] = _Counts(days=[DayCount(when) for when in day_list])
+        entry.days[day] = DayCount(day_list[day], delivered, failed, other, tests)
+        entry.events_delivered += events_delivered
+        entry.events_failed += events_failed
+        entry.tests += tests
+    return counts
+
+
+def _latency_percentiles(in_window) -> dict[int, dict[int, int]]:
+    """Nearest-rank latency percentiles per destination over its delivered detection events."""
+    # delivered_at is set exactly when a delivery is delivered; filtering on it rather than on
+    # status lets the database read the page's rows through the (destination, created_at) index.
+    delivered = in_window.filter(EVENTS, delivered_at__isnull=False)
+    # Whole milliseconds: SQLite's julianday() is exact to about one, and both databases agree.
+    if connections[delivered.db].vendor == "postgresql":
+        # PostgreSQL ranks inside the aggregate: one row per destination comes back.
+        rows = delivered.values("destination_id").annotate(
+            **{f"p{p}": PercentileDisc(LatencyMs(), percent=p) for p in LATENCY_PERCENTILES}
+        )
+        return {
+            row["destination_id"]: {p: round(row[f"p{p}"]) for p in LATENCY_PERCENTILES}
+            for row in rows
+        }
+    # SQLite has no percentile aggregate, and ranking with window functions there costs three
+    # times more than this: one narrow query of (destination, latency) with the latency computed
+    # by the database, grouped and sorted here. Both give the same nearest-rank values.
+    by_destination: dict[int, list[float]] = {}
+    for destination_id, latency_ms in delivered.values_list("destination_id", LatencyMs()):
+        by_destination.setdefault(destination_id, []).append(latency_ms)
+    percentiles = {}
+    for destination_id, values in by_destination.items():
+        values.sort()
+        percentiles[destination_id] = {
+            p: round(nearest_rank(values, p)) for p in LATENCY_PERCENTILES
+        }
+    return percentiles
+
+
+def _oldest_pending(deliveries, *, now: datetime) -> dict[int, PendingDelivery]:
+    """Each destination's oldest unfinished delivery and its count of unfinished ones."""
+    # queued_at, as /healthz: "Retry now" re-queues a delivery and its age counts from there.
+    rows = (
+        deliveries.filter(status__in=UNFINISHED)
+        .annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=F("destination_id"),
+                order_by=[F("queued_at").asc(), F("pk").asc()],
+            ),
+            unfinished=Window(Count("pk"), partition_by=F("destination_id")),
+        )
+        .filter(rank=1)
+        .values_list("destination_id", "pk", "status", "queued_at", "unfinished")
+    )
+    return {
+        destination_id: PendingDelivery(
+            id=pk,
+            status=status,
+            queued_at=queued_at,
+            age=max(now - queued_at, timedelta(0)),
+            unfinished=unfinished,
+        )
+        for destination_id, pk, status, queued_at, unfinished in rows
+    }
+
+
+def _last_failures(deliveries, *, since: datetime) -> dict[int, Failure]:
+    """Each destination's most recent failure in the window, with PagerDuty's answer."""
+    rows = (
+        deliveries.filter(FAILED, finished_at__gte=since)
+        .annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=F("destination_id"),
+                order_by=[F("finished_at").desc(), F("pk").desc()],
+            )
+        )
+        .filter(rank=1)
+        .values_list(
+            "destination_id",
+            "pk",
+            "kind",
+            "finished_at",
+            "last_status_code",
+            "pagerduty_message",
+            "pagerduty_errors",
+            "last_error",
+        )
+    )
+    return {
+        row[0]: Failure(
+            id=row[1],
+            kind=row[2],
+            finished_at=row[3],
+            status_code=row[4],
+            message=row[5],
+            errors=row[6] or [],
+            error=row[7],
+        )
+        for row in rows
+    }
+
+
+def _totals(*, now: datetime) -> HealthTotals:
+    """Pending now, and failed and delivered in the last 24 hours, across all destinations."""
+    recent = now - RECENT
+    unfinished = Q(status__in=UNFINISHED)
+    failed = FAILED & Q(finished_at__gte=recent)
+    delivered = DELIVERED & Q(delivered_at__gte=recent)
+    totals = (
+        Delivery.objects.filter(unfinished | failed | delivered)
+        .order_by()
+        .aggregate(
+            pending=Count("pk", filter=unfinished),
+            failed=Count("pk", filter=failed),
+            delivered=Count("pk", filter=delivered),
+        )
+    )
+    return HealthTotals(
+        pending=totals["pending"],
+        failed_recently=totals["failed"],
+        delivered_recently=totals["delivered"],
+    )
