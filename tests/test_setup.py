@@ -92,7 +92,7 @@ def test_make_run_serves_the_admin_login_page(tmp_path):
                 time.sleep(0.3)
         assert answer is not None, "make run never answered"
         assert answer.status_code == 200
-        assert "Django administration" in answer.text or "Log in" in answer.text
+        assert "Detection Destinations" in answer.text and "Log in" in answer.text
         assert (tmp_path / "data" / "db.sqlite3").exists()
     finally:
         os.killpg(process.pid, signal.SIGINT)
