@@ -7,6 +7,7 @@ from django.db.models import OuterRef, Subquery, TextField
 from django.db.models.functions import Cast
 from django.http import Http404
 from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -20,6 +21,7 @@ from .delivery_admin import status_badge
 from .encryption import DecryptionError, decrypt
 from .forms import DestinationForm
 from .models import Delivery, Destination
+from .preview import SAMPLE_RUN_DESCRIPTION, preview_event
 from .routing_keys import UNREADABLE_KEY, mask_routing_key
 
 
@@ -55,7 +57,14 @@ class DestinationAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "region", "severity_override", KeyAgeFilter]
     search_fields = ["name", "component", "group", "event_class"]
     actions = [send_test_alert, send_test_alert_and_resolve]
-    readonly_fields = ["masked_key", "routing_key_rotated_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "masked_key",
+        "routing_key_rotated_at",
+        "created_at",
+        "updated_at",
+        "event_preview",
+    ]
+    empty_value_display = "—"
     fieldsets = [
         (None, {"fields": ["name", "enabled", "region", "routing_key"]}),
         (
@@ -70,9 +79,20 @@ class DestinationAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        (
+            "Event preview",
+            {
+                "fields": ["event_preview"],
+                "description": "What PagerDuty would receive from this destination, as saved, "
+                f"when a detection run matches: here {SAMPLE_RUN_DESCRIPTION}. "
+                "Save to see your changes in it.",
+            },
+        ),
         ("Delivery", {"fields": ["timeout_seconds"]}),
         ("Key", {"fields": ["masked_key", "routing_key_rotated_at", "created_at", "updated_at"]}),
     ]
+    # Shown only once the destination is saved: they describe the stored key and settings.
+    saved_only_fieldsets = ("Event preview", "Key")
 
     def get_queryset(self, request):
         # One subquery (served by the delivery_recent index) instead of a query per row.
@@ -88,6 +108,24 @@ class DestinationAdmin(admin.ModelAdmin):
                 last_delivery_status=Subquery(latest.values("status")[:1]),
                 last_delivery_at=Subquery(latest.values("created_at")[:1]),
             )
+        )
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return [
+                (name, options)
+                for name, options in fieldsets
+                if name not in self.saved_only_fieldsets
+            ]
+        return fieldsets
+
+    @admin.display(description="sample event")
+    def event_preview(self, obj: Destination):
+        if obj is None or obj.pk is None:
+            return "Shown once the destination is saved."
+        return render_to_string(
+            "admin/destinations/destination/event_preview.html", {"preview": preview_event(obj)}
         )
 
     @admin.display(description="last delivery", ordering="last_delivery_at")

@@ -32,6 +32,7 @@ def status_badge(status: str | None) -> str:
 class DeliveryAttemptInline(admin.TabularInline):
     model = DeliveryAttempt
     extra = 0
+    empty_value_display = "—"
     can_delete = False
     fields = [
         "number",
@@ -109,6 +110,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     ]
     readonly_fields = fields
     show_full_result_count = False  # counting 100,000s of rows on every page is wasted work
+    empty_value_display = "—"
 
     def has_add_permission(self, request):
         return False

@@ -12,9 +12,10 @@ from .routing_keys import clean_routing_key
 CUSTOM_DETAILS_MAX_BYTES = 64 * 1024
 
 ROUTING_KEY_HELP = (
-    "In PagerDuty: Services → your service → Integrations → Add an integration → "
-    "“Events API V2”, then copy its Integration Key (32 letters and digits). "
-    "It is stored encrypted and never shown again."
+    "In PagerDuty: Services → Service Directory → your service → Integrations tab → "
+    "Add an integration → “Events API V2” → Add, then open the new integration and copy its "
+    "Integration Key (32 letters and digits). Not an API Access Key: those are for PagerDuty's "
+    "REST API and cannot send events. The key is stored encrypted and never shown again."
 )
 
 
@@ -94,7 +95,8 @@ class DestinationForm(forms.ModelForm):
     custom_details = CustomDetailsField(
         required=False,
         help_text="A JSON object added to every event's custom details, e.g. "
-        '{"team": "secops", "runbook": "https://wiki.example.com/runbooks/logins"}.',
+        '{"team": "secops", "runbook": "https://wiki.example.com/runbooks/logins"}. '
+        "Its names may not repeat the detection's own details (run_id, severity, …).",
     )
 
     class Meta:
@@ -111,6 +113,23 @@ class DestinationForm(forms.ModelForm):
             "custom_details",
             "timeout_seconds",
         ]
+        help_texts = {
+            "name": "How this destination is listed and picked on detections, "
+            "e.g. the PagerDuty service it pages.",
+            "enabled": "A disabled destination is skipped when runs are delivered; "
+            "test alerts still reach it.",
+            "region": "Where your PagerDuty account is hosted: EU if its address ends in "
+            ".eu.pagerduty.com, otherwise US.",
+            "severity_override": "Automatic follows the detection: CRITICAL → critical, "
+            "HIGH → error, MEDIUM → warning, LOW → info. Pick one to send every event "
+            "of this destination at that severity.",
+            "component": "PagerDuty's component: the part of the system affected, e.g. “auth”. "
+            "Left out of the event when blank.",
+            "group": "PagerDuty's group: a logical grouping of components, e.g. “prod”. "
+            "Left out of the event when blank.",
+            "event_class": "PagerDuty's class: the type of event, e.g. “security”. "
+            "Left out of the event when blank.",
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

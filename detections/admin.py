@@ -1,5 +1,6 @@
 import uuid
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Subquery
 from django.template.loader import render_to_string
@@ -58,8 +59,41 @@ def run_now(modeladmin, request, queryset):
         modeladmin.message_user(request, text, level=level)
 
 
+class DetectionForm(forms.ModelForm):
+    """The detection form, with help that says what each field does to the PagerDuty event."""
+
+    class Meta:
+        model = Detection
+        fields = [
+            "name",
+            "description",
+            "severity",
+            "enabled",
+            "match_operator",
+            "match_threshold",
+            "match_eagerness",
+            "destinations",
+        ]
+        help_texts = {
+            "name": "Runs of one detection update one PagerDuty incident; its dedup key comes "
+            "from this name, so renaming starts a new incident.",
+            "severity": "Becomes the event's PagerDuty severity unless a destination overrides it: "
+            "CRITICAL → critical, HIGH → error, MEDIUM → warning, LOW → info.",
+            "match_operator": "A run matches when its count compares to the threshold like this, "
+            "e.g. greater than 10.",
+            "match_threshold": "A whole number, 0 or more.",
+            "match_eagerness": "How the detection engine searches; sent in the event's "
+            "custom details.",
+            "enabled": "Runs of a disabled detection are still recorded, but nobody is paged.",
+            "destinations": "Every enabled destination chosen here gets an event when a run "
+            "matches or ends in error. Destinations are added under PagerDuty destinations.",
+        }
+
+
 @admin.register(Detection)
 class DetectionAdmin(admin.ModelAdmin):
+    form = DetectionForm
+    empty_value_display = "—"
     list_display = [
         "name",
         "severity",
@@ -79,6 +113,17 @@ class DetectionAdmin(admin.ModelAdmin):
         ("Destinations", {"fields": ["destinations"]}),
         ("Recent runs", {"fields": ["recent_runs", "created_at", "updated_at"]}),
     ]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None:
+            return fieldsets
+        # Before the first save there is no id (a new one is drawn on saving) and no run.
+        return [
+            (name, {**options, "fields": [f for f in options["fields"] if f != "id"]})
+            for name, options in fieldsets
+            if name != "Recent runs"
+        ]
 
     def get_queryset(self, request):
         last_run = DetectionRun.objects.filter(detection=OuterRef("pk")).order_by("-ran_at", "-id")
@@ -119,6 +164,7 @@ class DetectionRunAdmin(admin.ModelAdmin):
     search_fields = ["run_id", "search_id", "trace_id", "detection__name"]
     date_hierarchy = "ran_at"
     show_full_result_count = False
+    empty_value_display = "—"
 
     def has_add_permission(self, request):
         return False
@@ -132,6 +178,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     """Tokens are made with `manage.py create_api_token` (shown once); here they are revoked."""
 
     list_display = ["name", "prefix", "created_at", "last_used_at"]
+    empty_value_display = "never"  # only last_used_at can be empty
     readonly_fields = ["name", "prefix", "created_at", "last_used_at"]
 
     def has_add_permission(self, request):
