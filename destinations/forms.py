@@ -1,6 +1,8 @@
 """The destination form: write-only routing key and a JSON object of custom details."""
 
 import json
+import math
+import re
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -10,6 +12,13 @@ from .pagerduty.events import RESERVED_DETAIL_KEYS
 from .routing_keys import clean_routing_key
 
 CUSTOM_DETAILS_MAX_BYTES = 64 * 1024
+# Deeper objects are refused: no team's details need them, and every level costs recursion each
+# time an event is built from them.
+CUSTOM_DETAILS_MAX_DEPTH = 32
+# Longer integers are refused while parsing: no detail needs one, and converting them is slow.
+CUSTOM_DETAILS_MAX_INTEGER_DIGITS = 100
+# A lone surrogate (which JSON's "\ud800" escape produces) is not Unicode: it cannot be stored.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 ROUTING_KEY_HELP = (
     "In PagerDuty: Services → Service Directory → your service → Integrations tab → "
@@ -29,17 +38,22 @@ class CustomDetailsField(forms.JSONField):
             return {}
         if isinstance(value, dict):
             return value
-        if len(value.encode()) > CUSTOM_DETAILS_MAX_BYTES:
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > CUSTOM_DETAILS_MAX_BYTES:
             raise ValidationError(
                 "Custom details must be at most %(limit)d KB; these are %(size)d KB.",
                 code="too_large",
-                params={
-                    "limit": CUSTOM_DETAILS_MAX_BYTES // 1024,
-                    "size": -(-len(value.encode()) // 1024),
-                },
+                params={"limit": CUSTOM_DETAILS_MAX_BYTES // 1024, "size": -(-size // 1024)},
             )
         try:
-            parsed = json.loads(value)
+            # NaN, Infinity and overlong numbers are refused here: they are not JSON, and the
+            # stored details would otherwise break every event built from them.
+            parsed = json.loads(
+                value,
+                parse_constant=_refuse_constant,
+                parse_float=_finite_float,
+                parse_int=_bounded_int,
+            )
         except json.JSONDecodeError as error:
             raise ValidationError(
                 "Custom details are not valid JSON: %(reason)s "
@@ -47,12 +61,25 @@ class CustomDetailsField(forms.JSONField):
                 code="invalid",
                 params={"reason": error.msg, "line": error.lineno, "column": error.colno},
             ) from None
+        except RecursionError:
+            raise ValidationError(
+                "Custom details are nested more than %(depth)d levels deep.",
+                code="too_deep",
+                params={"depth": CUSTOM_DETAILS_MAX_DEPTH},
+            ) from None
+        except ValueError as error:  # raised by the hooks below, each with one sentence
+            raise ValidationError(
+                "Custom details are not valid JSON: %(reason)s",
+                code="invalid",
+                params={"reason": str(error)},
+            ) from None
         if not isinstance(parsed, dict):
             raise ValidationError(
                 'Custom details must be a JSON object, like {"team": "secops"}; got %(kind)s.',
                 code="not_object",
                 params={"kind": _json_kind(parsed)},
             )
+        _check_storable(parsed)
         reserved = sorted(set(parsed) & RESERVED_DETAIL_KEYS)
         if reserved:
             raise ValidationError(
@@ -70,6 +97,55 @@ class CustomDetailsField(forms.JSONField):
         if isinstance(value, str):
             return value
         return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _check_storable(details: dict) -> None:
+    """Refuse what the databases cannot store: NUL, lone surrogates, or too deep a structure."""
+    # Walked with a stack, not recursion, so depth is measured before anything recurses.
+    stack: list[tuple[object, int]] = [(details, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValidationError(
+                    "Custom details contain a NUL character (\\u0000), which cannot be stored.",
+                    code="nul",
+                )
+            if not item.isascii() and _LONE_SURROGATE.search(item):
+                raise ValidationError(
+                    "Custom details contain a lone UTF-16 surrogate (such as \\ud800), "
+                    "which is not valid Unicode.",
+                    code="surrogate",
+                )
+        elif isinstance(item, list | dict):
+            if depth > CUSTOM_DETAILS_MAX_DEPTH:
+                raise ValidationError(
+                    "Custom details are nested more than %(depth)d levels deep.",
+                    code="too_deep",
+                    params={"depth": CUSTOM_DETAILS_MAX_DEPTH},
+                )
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number; use null or a string.")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {text[:40]} is too large.")
+    return number
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > CUSTOM_DETAILS_MAX_INTEGER_DIGITS:
+        raise ValueError(f"an integer has more than {CUSTOM_DETAILS_MAX_INTEGER_DIGITS} digits.")
+    return int(text)
 
 
 def _json_kind(value) -> str:

@@ -1,6 +1,6 @@
 import pytest
 
-pytest_plugins = ["tests.fake_pagerduty.pytest_plugin"]
+pytest_plugins = ["tests.fake_pagerduty.pytest_plugin", "tests.leak_guard"]
 
 # A key that looks like PagerDuty's: 32 letters and digits. Its tail is what may be shown.
 ROUTING_KEY = "Rk7Q2mZp9LxW4vT8nB3cY6hJ1dF5gS0e"
