@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -18,6 +19,8 @@ import requests
 import urllib3.exceptions
 from django.conf import settings
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 import project
@@ -110,7 +113,16 @@ class PagerDutyClient:
         _refuse_foreign_url(url)
         scrub = _Scrubber(routing_key=routing_key, url=url)
         started = time.monotonic()
-        answer = self._post(body, url=url, timeout=timeout, scrub=scrub, started=started)
+        with _Deadline(timeout) as deadline:
+            answer = self._post(body, url=url, timeout=timeout, scrub=scrub, started=started)
+            if not isinstance(answer, Unreachable):
+                with answer as response:
+                    raw_body = _read_body(response)
+        if isinstance(answer, Unreachable) and deadline.expired:
+            answer = Timeout(
+                f"no answer within {timeout:g} seconds ({_where(url)})",
+                duration_ms=_elapsed_ms(started),
+            )
         if isinstance(answer, Unreachable):
             _log(
                 url=url,
@@ -119,8 +131,6 @@ class PagerDutyClient:
                 duration_ms=answer.duration_ms,
             )
             raise answer
-        with answer as response:
-            raw_body = _read_body(response)
         duration_ms = _elapsed_ms(started)
         outcome = parse_answer(
             status_code=response.status_code,
@@ -167,10 +177,96 @@ class PagerDutyClient:
             )
 
 
+# The timeout given to requests bounds each socket read, not the whole answer: a server that
+# drips its answer out a byte at a time would hold a worker (past its lease, so the event is sent
+# twice). A deadline per post cuts the connection when the destination's timeout is up; requests
+# has no such total timeout of its own, hence these few classes.
+_current = threading.local()
+
+
+class _Deadline:
+    """While active in a thread, shuts down that thread's PagerDuty connection when time is up."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._connection: HTTPConnection | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        _current.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        _current.deadline = None
+
+    def watch(self, connection: HTTPConnection) -> None:
+        """Note the connection a request is about to use (cut at once if time is already up)."""
+        with self._lock:
+            self._connection = connection
+            expired = self.expired
+        if expired:
+            _shut_down(connection)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            connection = self._connection
+        if connection is not None:
+            _shut_down(connection)
+
+
+def _shut_down(connection: HTTPConnection) -> None:
+    # shutdown() wakes the sending thread from its blocking read; urllib3 then drops the
+    # connection instead of reusing it.
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def request(self, *args, **kwargs):
+        deadline = getattr(_current, "deadline", None)
+        if deadline is not None:
+            deadline.watch(self)
+        return super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def request(self, *args, **kwargs):
+        deadline = getattr(_current, "deadline", None)
+        if deadline is not None:
+            deadline.watch(self)
+        return super().request(*args, **kwargs)
+
+
+class _WatchedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """An adapter whose connections a _Deadline can cut."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _WatchedHTTPConnectionPool,
+            "https": _WatchedHTTPSConnectionPool,
+        }
+
+
 def build_session() -> requests.Session:
     """Make a session whose pool is sized for reuse and which never retries on its own."""
     session = requests.Session()
-    adapter = HTTPAdapter(
+    adapter = _DeadlineAdapter(
         pool_connections=POOL_CONNECTIONS,
         pool_maxsize=POOL_MAXSIZE,
         # The worker owns the retry policy (backoff, Retry-After, attempt limits); urllib3 must
@@ -305,8 +401,7 @@ def _transport_error(
     duration_ms: int,
 ) -> Unreachable:
     """Describe a request that got no answer as Timeout or Unreachable, in a short phrase."""
-    parts = urlsplit(url)
-    where = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    where = _where(url)
     causes = list(_causes(exc))
     if isinstance(exc, requests.ConnectTimeout):
         return Timeout(
@@ -317,6 +412,12 @@ def _transport_error(
     ):
         return Timeout(f"no answer within {timeout:g} seconds ({where})", duration_ms=duration_ms)
     return Unreachable(f"{_failure_phrase(causes, scrub)} ({where})", duration_ms=duration_ms)
+
+
+def _where(url: str) -> str:
+    """The host and port of a URL, for messages (never its path or credentials)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
 # First match wins; RemoteDisconnected is itself a ConnectionResetError, so it comes first.
