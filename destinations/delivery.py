@@ -2,11 +2,13 @@
 
 import logging
 import uuid
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from project import PRODUCT_NAME
@@ -192,6 +194,16 @@ def send_event(
     )
 
 
+@dataclass(frozen=True)
+class FinishedAttempt:
+    """An attempt that was made and is waiting to be stored, with when it was finished."""
+
+    delivery: Delivery
+    result: AttemptResult
+    now: datetime
+    lease_token: uuid.UUID | None = None
+
+
 def record_attempt(
     delivery: Delivery,
     result: AttemptResult,
@@ -206,7 +218,106 @@ def record_attempt(
     With a `lease_token`, the delivery is only moved on if this worker still holds it; the attempt
     is logged either way.
     """
-    now = now or timezone.now()
+    attempt = FinishedAttempt(delivery, result, now or timezone.now(), lease_token)
+    [status] = record_attempts([attempt], retry=retry)
+    return status
+
+
+def record_attempts(attempts: Sequence[FinishedAttempt], *, retry: bool = True) -> list[str]:
+    """Store several attempts, each as record_attempt() would, in one transaction.
+
+    The worker records what its threads finished in batches: one transaction and one insert
+    for many attempts cost the database (and SQLite's single writer) far less than one each.
+    Returns each delivery's new status, in order.
+    """
+    changes = [_attempt_changes(attempt, retry=retry) for attempt in attempts]
+    with transaction.atomic():
+        held = _movable(attempts)
+        moved = [attempt.delivery.pk in held for attempt in attempts]
+        _update_each(
+            [
+                (attempt.delivery.pk, fields)
+                for attempt, (_, fields, _), was_moved in zip(attempts, changes, moved, strict=True)
+                if was_moved
+            ]
+        )
+        DeliveryAttempt.objects.bulk_create(
+            [
+                DeliveryAttempt(
+                    delivery_id=attempt.delivery.pk,
+                    number=attempt.delivery.total_attempts,
+                    started_at=attempt.result.started_at,
+                    duration_ms=attempt.result.duration_ms,
+                    status_code=attempt.result.status_code,
+                    result=outcome,
+                    response_excerpt=attempt.result.response_excerpt,
+                    error="" if attempt.result.accepted else str(attempt.result.error),
+                )
+                for attempt, (_, _, outcome) in zip(attempts, changes, strict=True)
+            ]
+        )
+    statuses = []
+    for attempt, (status, fields, outcome), was_moved in zip(attempts, changes, moved, strict=True):
+        delivery, result = attempt.delivery, attempt.result
+        if was_moved:
+            for name, value in fields.items():
+                setattr(delivery, name, value)
+        log = logger.info if result.accepted else logger.warning
+        log(
+            "delivery.attempt delivery=%s destination=%s attempt=%s status=%s result=%s",
+            delivery.pk,
+            delivery.destination_id,
+            delivery.attempts,
+            result.status_code,
+            outcome if was_moved else f"{outcome} (lease lost)",
+        )
+        statuses.append(status if was_moved else delivery.status)
+    return statuses
+
+
+def _movable(attempts: Sequence[FinishedAttempt]) -> set[int]:
+    """The deliveries these attempts may move on, locked: those still held under their lease."""
+    leases = {attempt.delivery.pk: attempt.lease_token for attempt in attempts}
+    rows = (
+        Delivery.objects.select_for_update()
+        .filter(pk__in=leases)
+        .values_list("pk", "status", "lease_token")
+    )
+    return {
+        pk
+        for pk, status, lease_token in rows
+        if leases[pk] is None or (status == DeliveryStatus.SENDING and lease_token == leases[pk])
+    }
+
+
+def _update_each(changes: list[tuple[int, dict]]) -> None:
+    """Write each delivery's own new values: one statement per set of columns, run for every row.
+
+    QuerySet.update() spends about half a millisecond building its query for every row, far
+    more than the database takes to write it, and the worker records hundreds a second. The
+    statement is plain SQL over names from _meta (quoted by the backend) with every value a
+    parameter, prepared by each field exactly as the ORM would.
+    """
+    by_columns: dict[tuple[str, ...], list[tuple[int, dict]]] = defaultdict(list)
+    for pk, fields in changes:
+        by_columns[tuple(fields)].append((pk, fields))
+    quote = connection.ops.quote_name
+    table = quote(Delivery._meta.db_table)
+    where = f"{quote(Delivery._meta.pk.column)} = %s"
+    for names, rows in by_columns.items():
+        columns = [Delivery._meta.get_field(name) for name in names]
+        assignments = ", ".join(f"{quote(column.column)} = %s" for column in columns)
+        params = [
+            [column.get_db_prep_save(fields[column.name], connection) for column in columns] + [pk]
+            for pk, fields in rows
+        ]
+        with connection.cursor() as cursor:
+            cursor.executemany(f"UPDATE {table} SET {assignments} WHERE {where}", params)  # noqa: S608
+
+
+def _attempt_changes(attempt: FinishedAttempt, *, retry: bool) -> tuple[str, dict, str]:
+    """The delivery's new status, the fields that say so, and the attempt's logged result."""
+    delivery, result, now = attempt.delivery, attempt.result, attempt.now
     attempts = delivery.attempts
     fields: dict = {
         "last_status_code": result.status_code,
@@ -224,56 +335,25 @@ def record_attempt(
             pagerduty_errors=[],
             last_error="",
         )
-        outcome = DeliveryAttempt.Result.DELIVERED
-    else:
-        error_text = str(result.error)
-        fields.update(
-            pagerduty_message=result.message, pagerduty_errors=result.errors, last_error=error_text
-        )
-        reason = None
-        if result.retryable and retry:
-            reason = give_up_reason(attempts=attempts, queued_at=delivery.queued_at, now=now)
-        if result.retryable and retry and reason is None:
-            status = DeliveryStatus.PENDING
-            retry_after = result.error.retry_after if result.error else None
-            delay = retry_delay_seconds(attempts, retry_after=retry_after)
-            fields.update(status=status, next_attempt_at=now + timedelta(seconds=delay))
-            outcome = DeliveryAttempt.Result.RETRY
-        else:
-            status = DeliveryStatus.FAILED
-            if reason:
-                fields["last_error"] = f"{error_text} — {reason}"
-            fields.update(status=status, finished_at=now)
-            outcome = DeliveryAttempt.Result.FAILED
-
-    with transaction.atomic():
-        rows = Delivery.objects.filter(pk=delivery.pk)
-        if lease_token is not None:
-            rows = rows.filter(lease_token=lease_token, status=DeliveryStatus.SENDING)
-        moved = rows.update(**fields)
-        DeliveryAttempt.objects.create(
-            delivery_id=delivery.pk,
-            number=delivery.total_attempts,
-            started_at=result.started_at,
-            duration_ms=result.duration_ms,
-            status_code=result.status_code,
-            result=outcome,
-            response_excerpt=result.response_excerpt,
-            error="" if result.accepted else str(result.error),
-        )
-    if moved:
-        for name, value in fields.items():
-            setattr(delivery, name, value)
-    log = logger.info if result.accepted else logger.warning
-    log(
-        "delivery.attempt delivery=%s destination=%s attempt=%s status=%s result=%s",
-        delivery.pk,
-        delivery.destination_id,
-        attempts,
-        result.status_code,
-        outcome if moved else f"{outcome} (lease lost)",
+        return status, fields, DeliveryAttempt.Result.DELIVERED
+    error_text = str(result.error)
+    fields.update(
+        pagerduty_message=result.message, pagerduty_errors=result.errors, last_error=error_text
     )
-    return status if moved else delivery.status
+    reason = None
+    if result.retryable and retry:
+        reason = give_up_reason(attempts=attempts, queued_at=delivery.queued_at, now=now)
+    if result.retryable and retry and reason is None:
+        status = DeliveryStatus.PENDING
+        retry_after = result.error.retry_after if result.error else None
+        delay = retry_delay_seconds(attempts, retry_after=retry_after)
+        fields.update(status=status, next_attempt_at=now + timedelta(seconds=delay))
+        return status, fields, DeliveryAttempt.Result.RETRY
+    status = DeliveryStatus.FAILED
+    if reason:
+        fields["last_error"] = f"{error_text} — {reason}"
+    fields.update(status=status, finished_at=now)
+    return status, fields, DeliveryAttempt.Result.FAILED
 
 
 @transaction.atomic

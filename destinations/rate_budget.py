@@ -4,6 +4,7 @@ import math
 from datetime import datetime
 
 from django.conf import settings
+from django.db import connection
 
 from .models import RateBudget
 
@@ -32,17 +33,37 @@ def take_tokens(wanted: dict[int, int], *, now: datetime) -> dict[int, tuple[int
         [RateBudget(destination_id=i, tokens=burst, refilled_at=now) for i in ids],
         ignore_conflicts=True,
     )
-    budgets = RateBudget.objects.select_for_update().filter(destination_id__in=ids).order_by("pk")
+    budgets = (
+        RateBudget.objects.select_for_update()
+        .filter(destination_id__in=ids)
+        .order_by("pk")
+        .values_list("destination_id", "tokens", "refilled_at")
+    )
     granted: dict[int, tuple[int, float]] = {}
     changed = []
-    for budget in budgets:
-        elapsed = max((now - budget.refilled_at).total_seconds(), 0.0)
-        tokens = min(burst, budget.tokens + elapsed * rate)
-        take = min(wanted[budget.destination_id], math.floor(tokens))
+    for destination_id, stored_tokens, refilled_at in budgets:
+        elapsed = max((now - refilled_at).total_seconds(), 0.0)
+        tokens = min(burst, stored_tokens + elapsed * rate)
+        take = min(wanted[destination_id], math.floor(tokens))
         tokens -= take
-        wait = 0.0 if take == wanted[budget.destination_id] else (1.0 - tokens) / rate
-        granted[budget.destination_id] = (take, max(wait, 0.0))
-        budget.tokens, budget.refilled_at = tokens, now
-        changed.append(budget)
-    RateBudget.objects.bulk_update(changed, ["tokens", "refilled_at"])
+        wait = 0.0 if take == wanted[destination_id] else (1.0 - tokens) / rate
+        granted[destination_id] = (take, max(wait, 0.0))
+        changed.append((tokens, destination_id))
+    _store(changed, refilled_at=now)
     return granted
+
+
+def _store(changed: list[tuple[float, int]], *, refilled_at: datetime) -> None:
+    """Write the buckets' new token counts, all refilled at the same moment, in one statement.
+
+    bulk_update() would build a CASE over every row, which costs the claim more than the
+    database's work; this is plain SQL over names from _meta, every value a parameter.
+    """
+    meta = RateBudget._meta
+    quote = connection.ops.quote_name
+    tokens, stamp = (quote(meta.get_field(name).column) for name in ("tokens", "refilled_at"))
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    sql = f"UPDATE {table} SET {tokens} = %s, {stamp} = %s WHERE {pk} = %s"  # noqa: S608
+    moment = meta.get_field("refilled_at").get_db_prep_save(refilled_at, connection)
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [(count, moment, pk) for count, pk in changed])

@@ -1,12 +1,15 @@
 """The delivery worker: claim due deliveries with a lease, send them, record what happened."""
 
 import contextlib
+import functools
 import logging
+import queue
 import threading
+import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,12 +19,15 @@ from django.db.models import Exists, F, OuterRef, Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from .delivery import record_attempt, send_event, unreadable_key_result
+from .delivery import FinishedAttempt, record_attempts, send_event, unreadable_key_result
 from .encryption import DecryptionError, decrypt
 from .models import UNFINISHED, Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
 from .rate_budget import take_tokens
 
 logger = logging.getLogger("destinations.worker")
+
+# Decrypted routing keys kept by the sending threads: enough for every destination in use.
+ROUTING_KEYS_CACHED = 1024
 
 LOST_LEASE_ERROR = (
     "The worker sending this attempt stopped before recording PagerDuty's answer "
@@ -37,7 +43,28 @@ class Claim:
     lease_token: uuid.UUID
 
 
-def _due_deliveries(now: datetime):
+# What sending a claimed delivery and recording its attempt read of it and its destination;
+# the rest (the delivery log's text and JSON, timestamps) would be parsed for nothing.
+_CLAIMED_FIELDS = (
+    "destination_id",
+    "event",
+    "status",
+    "attempts",
+    "total_attempts",
+    "queued_at",
+    "lease_expires_at",
+    "destination__region",
+    "destination__timeout_seconds",
+)
+
+
+@functools.cache
+def _claimable():
+    """Deliveries that may be sent once due, with their destination, locked as they are read.
+
+    Built once: it is the same on every claim (only the filters on time are added), and
+    building it costs about as much as the database takes to run it.
+    """
     earlier_unfinished = Delivery.objects.filter(
         destination_id=OuterRef("destination_id"),
         dedup_key=OuterRef("dedup_key"),
@@ -45,15 +72,47 @@ def _due_deliveries(now: datetime):
         status__in=UNFINISHED,
     )
     return (
-        Delivery.objects.filter(
-            Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-            | Q(status=DeliveryStatus.SENDING, lease_expires_at__lte=now)
-        )
-        .exclude(kind=DeliveryKind.TEST)
+        Delivery.objects.exclude(kind=DeliveryKind.TEST)
         # Order per incident: a later event for the same destination and dedup key waits.
         .filter(~Exists(earlier_unfinished))
         .order_by("next_attempt_at", "id")
+        .select_related("destination")
+        .only(*_CLAIMED_FIELDS)
+        # The key's raw token, decrypted by the sending thread: one undecryptable key must
+        # fail its own deliveries, not every claim.
+        .annotate(routing_key_token=Cast("destination__routing_key", TextField()))
+        .select_for_update(skip_locked=True, of=("self",))
     )
+
+
+def _select_due(now: datetime, *, limit: int, skip: list[int]) -> list[Delivery]:
+    """Up to `limit` due deliveries: expired leases first, then pending ones by due time.
+
+    Two queries rather than one with OR: each is a range scan of its own index that stops after
+    `limit` rows, where the OR made the database read and sort every due row on each claim.
+    Expired leases go first as they were due before they were first claimed; they are rare, so
+    a plain existence check spares building the full query for them on almost every claim.
+    """
+    claimable = _claimable().exclude(pk__in=skip) if skip else _claimable()
+    expired = Q(status=DeliveryStatus.SENDING, lease_expires_at__lte=now)
+    rows = []
+    if Delivery.objects.filter(expired).exists():
+        rows = list(claimable.filter(expired)[:limit])
+    if len(rows) < limit:
+        pending = claimable.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+        rows += pending[: limit - len(rows)]
+    return rows
+
+
+# A worker claims up to twice as many rows as it has threads, so a claimed row may wait for one
+# send (bounded by the destination's timeout, a total deadline in the client) before its own
+# send starts; its lease covers both sends, then the margin for recording the answer.
+LEASE_SENDS = 2
+
+
+def lease_seconds(timeout_seconds: float) -> float:
+    """How long a claimed delivery stays with its worker before another may take it up."""
+    return LEASE_SENDS * timeout_seconds + settings.DELIVERY_LEASE_MARGIN_SECONDS
 
 
 def claim_due(*, limit: int, now: datetime | None = None) -> list[Claim]:
@@ -70,16 +129,7 @@ def claim_due(*, limit: int, now: datetime | None = None) -> list[Claim]:
         # Rows over their destination's budget are pushed back (no longer due), so selecting
         # again finds the next candidates; each pass claims or defers at least one row.
         while len(claimed) < limit:
-            rows = list(
-                _due_deliveries(now)
-                .exclude(pk__in=[row.pk for row in claimed])
-                .select_related("destination")
-                # The key's raw token, decrypted by the sending thread: one undecryptable key
-                # must fail its own deliveries, not every claim.
-                .defer("destination__routing_key")
-                .annotate(routing_key_token=Cast("destination__routing_key", TextField()))
-                .select_for_update(skip_locked=True, of=("self",))[: limit - len(claimed)]
-            )
+            rows = _select_due(now, limit=limit - len(claimed), skip=[row.pk for row in claimed])
             if not rows:
                 break
             claimed += _within_budget(rows, now)
@@ -91,7 +141,7 @@ def claim_due(*, limit: int, now: datetime | None = None) -> list[Claim]:
         for row in claimed:
             by_timeout[row.destination.timeout_seconds].append(row.pk)
         for timeout, ids in by_timeout.items():
-            lease = timedelta(seconds=timeout + settings.DELIVERY_LEASE_MARGIN_SECONDS)
+            lease = timedelta(seconds=lease_seconds(timeout))
             Delivery.objects.filter(pk__in=ids).update(
                 status=DeliveryStatus.SENDING,
                 lease_token=token,
@@ -137,9 +187,7 @@ def _log_lost_leases(rows: list[Delivery], now: datetime) -> None:
                 delivery=row,
                 number=row.total_attempts,
                 started_at=row.lease_expires_at
-                - timedelta(
-                    seconds=row.destination.timeout_seconds + settings.DELIVERY_LEASE_MARGIN_SECONDS
-                ),
+                - timedelta(seconds=lease_seconds(row.destination.timeout_seconds)),
                 result=DeliveryAttempt.Result.RETRY,
                 error=LOST_LEASE_ERROR,
             )
@@ -148,16 +196,29 @@ def _log_lost_leases(rows: list[Delivery], now: datetime) -> None:
     )
 
 
-def deliver(claim: Claim, *, now: Callable[[], datetime] = timezone.now) -> str:
-    """Send one claimed delivery and record the attempt; returns the delivery's new status."""
+def send_claimed(claim: Claim, *, now: Callable[[], datetime] = timezone.now) -> FinishedAttempt:
+    """Send one claimed delivery, touching no database; the attempt is for the caller to record."""
     delivery = claim.delivery
     try:
-        routing_key = decrypt(delivery.routing_key_token)
+        routing_key = _routing_key(
+            delivery.routing_key_token, tuple(settings.FIELD_ENCRYPTION_KEYS)
+        )
     except DecryptionError:
         result = unreadable_key_result()
     else:
         result = send_event(delivery.event, delivery.destination, routing_key=routing_key)
-    return record_attempt(delivery, result, now=now(), lease_token=claim.lease_token)
+    return FinishedAttempt(delivery, result, now(), claim.lease_token)
+
+
+@functools.lru_cache(maxsize=ROUTING_KEYS_CACHED)
+def _routing_key(token: str, keys: tuple[str, ...]) -> str:
+    """The routing key in a stored token, decrypted once per token and list of keys.
+
+    A backlog holds many deliveries to each destination, and each decryption checks the token
+    against every key in turn. A failure is not cached; the key list is part of the cache key,
+    so a changed FIELD_ENCRYPTION_KEYS is obeyed at once.
+    """
+    return decrypt(token)
 
 
 @dataclass
@@ -181,6 +242,54 @@ class WorkerStats:
         )
 
 
+class _Sends:
+    """Claimed deliveries handed to the sending threads, until their attempts are taken back."""
+
+    def __init__(self, pool: ThreadPoolExecutor, *, now: Callable[[], datetime]) -> None:
+        self._pool = pool
+        self._now = now
+        self._claims: dict[Future, Claim] = {}
+        self._finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
+        self._done: list[Future] = []
+
+    def __len__(self) -> int:
+        return len(self._claims)
+
+    def start(self, claim: Claim) -> None:
+        """Hand a claimed delivery to the next free thread."""
+        future = self._pool.submit(send_claimed, claim, now=self._now)
+        self._claims[future] = claim
+        future.add_done_callback(self._finished.put)
+
+    def wait(self, *, timeout: float, unfinished: int) -> None:
+        """Wait up to `timeout` until one has finished and at most `unfinished` are still going."""
+        deadline = time.monotonic() + timeout
+        while not self._done or len(self._claims) - len(self._done) > unfinished:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                self._done.append(self._finished.get(timeout=remaining))
+            except queue.Empty:
+                return
+
+    def take_finished(self) -> tuple[list[FinishedAttempt], list[tuple[Claim, BaseException]]]:
+        """The attempts of the sends that have finished, and the claims whose send raised."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._done.append(self._finished.get_nowait())
+        attempts, broken = [], []
+        for future in self._done:
+            claim = self._claims.pop(future)
+            error = future.exception()
+            if error is None:
+                attempts.append(future.result())
+            else:
+                broken.append((claim, error))
+        self._done.clear()
+        return attempts, broken
+
+
 class Worker:
     """Claims due deliveries and sends them on a pool of threads until stopped."""
 
@@ -198,7 +307,6 @@ class Worker:
         self.now = now
         self.stats = WorkerStats()
         self._stopping = threading.Event()
-        self._lock = threading.Lock()
 
     @property
     def stopping(self) -> bool:
@@ -210,38 +318,89 @@ class Worker:
 
     def run(self, *, once: bool = False) -> WorkerStats:
         """Deliver until stopped, or with `once` until nothing is due now."""
-        inflight: set[Future] = set()
-        # Up to one batch queued behind the running threads keeps them busy between claims.
-        capacity = 2 * self.concurrency
+        # The pool's threads only send. This thread does all the database work in rounds: it
+        # claims when the threads are down to their last deliveries, then records everything
+        # they finished since the last round in one transaction. The threads never queue for
+        # the database (or SQLite's single writer), and each statement serves many deliveries.
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="deliver") as pool:
-            while not self._stopping.is_set():
-                claims = []
-                if len(inflight) <= self.concurrency:
-                    try:
-                        claims = claim_due(limit=capacity - len(inflight), now=self.now())
-                    except Exception:
-                        logger.exception("worker.claim_failed")
-                        if once:
-                            raise  # --once reports a broken queue instead of spinning on it
-                        close_old_connections()
-                        self._stopping.wait(self.poll_interval)
-                        continue
-                inflight.update(pool.submit(self._deliver, claim) for claim in claims)
-                if once and not claims and not inflight:
-                    break
-                if claims and len(inflight) <= self.concurrency:
-                    continue  # more may be due right now
-                if inflight:
-                    _, inflight = wait(inflight, self.poll_interval, return_when=FIRST_COMPLETED)
-                else:
-                    self._stopping.wait(self.poll_interval)
-            wait(inflight)
-            self._close_thread_connections(pool)
+            sends = _Sends(pool, now=self.now)
+            try:
+                self._rounds(sends, once=once)
+            finally:
+                # However the rounds ended (stopped, drained, or an error), what was sent is
+                # recorded before the worker returns.
+                while sends:
+                    sends.wait(timeout=self.poll_interval, unfinished=0)
+                    self._record(sends)
+                self._close_thread_connections(pool)
         return self.stats
 
+    def _rounds(self, sends: _Sends, *, once: bool) -> None:
+        """Claim, hand out and record, round after round, until stopped or (`once`) drained."""
+        # Up to one batch queued behind the running threads keeps them busy between claims.
+        capacity = 2 * self.concurrency
+        while not self._stopping.is_set():
+            finished = sends.take_finished()
+            claims = []
+            if len(sends) <= self.concurrency:
+                try:
+                    claims = claim_due(limit=capacity - len(sends), now=self.now())
+                except Exception:
+                    logger.exception("worker.claim_failed")
+                    self._record_finished(*finished)
+                    if once:
+                        raise  # --once reports a broken queue instead of spinning on it
+                    close_old_connections()
+                    self._stopping.wait(self.poll_interval)
+                    continue
+            for claim in claims:
+                sends.start(claim)
+            # Recorded after claiming, so the threads have their next deliveries meanwhile.
+            recorded = self._record_finished(*finished)
+            if once and not (claims or sends or recorded):
+                return  # (after a round that recorded, one more: a retry may be due at once)
+            if claims and len(sends) <= self.concurrency:
+                continue  # more may be due right now
+            if sends:
+                sends.wait(timeout=self.poll_interval, unfinished=self.concurrency)
+            else:
+                self._stopping.wait(self.poll_interval)
+
+    def _record(self, sends: _Sends) -> int:
+        """Record what the threads have finished; how many attempts."""
+        return self._record_finished(*sends.take_finished())
+
+    def _record_finished(
+        self, attempts: list[FinishedAttempt], broken: list[tuple[Claim, BaseException]]
+    ) -> int:
+        """Record finished attempts in one transaction (one by one if that fails); how many."""
+        for claim, error in broken:
+            # The lease expires and another pass takes the delivery up again: nothing is lost.
+            logger.error("worker.deliver_failed delivery=%s", claim.delivery.pk, exc_info=error)
+            self.stats.errors += 1
+        if not attempts:
+            return 0
+        try:
+            statuses = record_attempts(attempts)
+        except Exception:
+            logger.exception("worker.record_failed deliveries=%d", len(attempts))
+            close_old_connections()
+            # One by one, so a row that cannot be stored does not cost the others their record.
+            statuses = []
+            for attempt in attempts:
+                try:
+                    statuses += record_attempts([attempt])
+                except Exception:
+                    logger.exception("worker.deliver_failed delivery=%s", attempt.delivery.pk)
+                    self.stats.errors += 1
+        for status in statuses:
+            self.stats.count(status)
+        return len(attempts)
+
     def _close_thread_connections(self, pool: ThreadPoolExecutor) -> None:
-        # Django keeps one connection per thread; a barrier makes every pool thread run one of
-        # these, so none is left open (PostgreSQL would otherwise count it until it times out).
+        # The sending threads need no database, but should one have opened a connection (Django
+        # keeps one per thread), a barrier makes every pool thread close its own, so none is left
+        # open (PostgreSQL would otherwise count it until it times out).
         barrier = threading.Barrier(self.concurrency)
 
         def close() -> None:
@@ -250,16 +409,3 @@ class Worker:
             connection.close()
 
         wait([pool.submit(close) for _ in range(self.concurrency)])
-
-    def _deliver(self, claim: Claim) -> None:
-        try:
-            status = deliver(claim, now=self.now)
-        except Exception:
-            # The lease expires and another pass takes the delivery up again: nothing is lost.
-            logger.exception("worker.deliver_failed delivery=%s", claim.delivery.pk)
-            with self._lock:
-                self.stats.errors += 1
-            connection.close()
-            return
-        with self._lock:
-            self.stats.count(status)

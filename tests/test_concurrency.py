@@ -154,11 +154,6 @@ def test_a_worker_passes_over_rows_another_worker_holds(fake_pagerduty):
     assert Delivery.objects.filter(status=DeliveryStatus.DELIVERED).count() == 40
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a worker claims twice as many rows as it has threads and the lease starts at the "
-    "claim, so a row queued behind slow sends outlives its lease and is claimed and sent again",
-)
 def test_a_slow_pagerduty_never_gets_a_row_twice(fake_pagerduty, settings):
     # The lease is the timeout plus half of it, as with the defaults (30 s + 15 s); PagerDuty
     # answers every request, just slowly (0.9 s of the 1 s allowed). One worker is enough.

@@ -1,0 +1,1 @@
+"""Benchmarks of the delivery path, the admin pages and key rotation: `python -m bench`."""

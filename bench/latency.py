@@ -1,0 +1,144 @@
+"""Latency: from the API POST of a matching run to the moment PagerDuty receives its event."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import requests
+
+from tests.fake_pagerduty import FakePagerDuty
+
+from .sites import PYTHON, Site, free_port, stop, wait_until
+
+RUNS = 200
+WARMUP = 10
+SPACING_S = 0.05
+WEB_WORKERS = 2
+
+
+def percentile(values: list[float], percent: float) -> float:
+    """Nearest-rank percentile of the values."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * percent // 100))
+    return ordered[int(rank) - 1]
+
+
+def measure(workdir: Path, *, log=print) -> dict:
+    """Post RUNS runs SPACING_S apart through gunicorn to a worker at default settings."""
+    # In this process, so the fake's arrival clock (time.monotonic) is the one the sender reads;
+    # it answers at once, which costs it little. A second fake takes the direct posts.
+    pagerduty = FakePagerDuty().start()
+    direct = FakePagerDuty().start()
+    processes = []
+    try:
+        site = Site.create(workdir / "latency", events_url=pagerduty.url)
+        site.manage("migrate", "--noinput", "-v", "0")
+        plan_file = workdir / "latency-plan.json"
+        site.bench_step(
+            "seed", "latency", "--runs", str(WARMUP + RUNS), "--plan-file", str(plan_file)
+        )
+        plan = json.loads(plan_file.read_text())
+        token = site.manage("create_api_token", "bench").stdout.strip().splitlines()[-1]
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        # As the Procfile runs them: gunicorn with two workers, and one delivery worker.
+        processes.append(
+            site.spawn(
+                PYTHON,
+                "-m",
+                "gunicorn",
+                "project.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(WEB_WORKERS),
+                "--access-logfile",
+                "-",
+                log="web",
+            )
+        )
+        processes.append(site.spawn(PYTHON, "manage.py", "deliver_alerts", log="worker"))
+        if not wait_until(lambda: _answers(f"{base}/healthz"), timeout=30):
+            raise RuntimeError("gunicorn did not answer /healthz within 30 seconds")
+
+        api = requests.Session()
+        api.headers.update({"Authorization": f"Bearer {token}"})
+        plain = requests.Session()
+        # Warm-up: both gunicorn workers load their code, the worker opens its connections.
+        for entry in plan[:WARMUP]:
+            _post_run(api, base, entry)
+        if not pagerduty.wait_for(WARMUP, timeout=30):
+            raise RuntimeError("the warm-up events never reached the fake PagerDuty")
+        pagerduty.reset()
+
+        sent_at: dict[str, float] = {}
+        api_ms: list[float] = []
+        started = time.monotonic()
+        for index, entry in enumerate(plan[WARMUP:]):
+            # Paced by the clock, not by the answers, so a slow answer does not stretch the gaps.
+            delay = started + index * SPACING_S - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            sent_at[entry["run_id"]] = time.monotonic()
+            _post_run(api, base, entry)
+            api_ms.append(1000 * (time.monotonic() - sent_at[entry["run_id"]]))
+            # The floor: the same event posted straight to PagerDuty as soon as the run is stored.
+            plain.post(
+                direct.url,
+                data=entry["event"].encode(),
+                headers={"Content-Type": "application/json"},
+                timeout=10,
+            ).raise_for_status()
+        if not pagerduty.wait_for(RUNS, timeout=30):
+            raise RuntimeError(f"only {len(pagerduty.accepted)} of {RUNS} events arrived in time")
+    finally:
+        for process in processes:
+            stop(process)
+        pagerduty.stop()
+        direct.stop()
+
+    latencies = _by_run(pagerduty, sent_at)
+    floors = _by_run(direct, sent_at)
+    return {
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p95_ms": round(percentile(latencies, 95), 1),
+        "max_ms": round(max(latencies), 1),
+        "baseline_p50_ms": round(percentile(floors, 50), 1),
+        "baseline_p95_ms": round(percentile(floors, 95), 1),
+        "api_p50_ms": round(percentile(api_ms, 50), 1),
+        "mean_ms": round(statistics.fmean(latencies), 1),
+        "setup": {
+            "runs": RUNS,
+            "spacing_s": SPACING_S,
+            "web": f"gunicorn, {WEB_WORKERS} workers",
+            "worker": "deliver_alerts at default settings",
+        },
+    }
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _post_run(session: requests.Session, base: str, entry: dict) -> None:
+    response = session.post(f"{base}/api/v1/detection-runs", json=entry["body"], timeout=10)
+    if response.status_code != 201:
+        raise RuntimeError(f"the API answered {response.status_code}: {response.text[:500]}")
+
+
+def _by_run(fake: FakePagerDuty, sent_at: dict[str, float]) -> list[float]:
+    """Milliseconds from each run's POST to the fake's receipt of its event."""
+    arrived = {}
+    for record in fake.accepted:
+        run_id = record.json["payload"]["custom_details"]["run_id"]
+        arrived.setdefault(run_id, record.monotonic)
+    missing = set(sent_at) - set(arrived)
+    if missing:
+        raise RuntimeError(f"{len(missing)} events never arrived, e.g. {sorted(missing)[:3]}")
+    return [1000 * (arrived[run_id] - sent) for run_id, sent in sent_at.items()]

@@ -1,0 +1,108 @@
+"""The targets of the benchmarks, checked against the results, and the table printed at the end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    """One figure of results.json, the section measuring it, its unit and its bar if any."""
+
+    key: str
+    section: str
+    unit: str
+    bar: str = ""  # ">= 0.8", "<= 100", "== admin.queries_10", or "" for none
+
+    def check(self, results: dict) -> bool | None:
+        """True/False against the bar, None when there is no bar or no figure."""
+        value = lookup(results, self.key)
+        if not self.bar or value is None:
+            return None
+        operator, operand = self.bar.split(" ", 1)
+        other = lookup(results, operand) if operand[0].isalpha() else float(operand)
+        if other is None:
+            return None
+        return {">=": value >= other, "<=": value <= other, "==": value == other}[operator]
+
+
+TARGETS = (
+    Target("throughput.deliveries_per_s", "throughput", "/s"),
+    Target("throughput.baseline_per_s", "throughput", "/s"),
+    Target("throughput.ratio", "throughput", "", ">= 0.8"),
+    Target("throughput.startup_s", "throughput", "s"),
+    Target("throughput.deliveries_per_s_after_startup", "throughput", "/s"),
+    Target("worker.peak_rss_mb", "throughput", "MB", "<= 150"),
+    Target("latency.p50_ms", "latency", "ms", "<= 100"),
+    Target("latency.p95_ms", "latency", "ms", "<= 250"),
+    Target("latency.baseline_p50_ms", "latency", "ms"),
+    Target("admin.queries_10", "admin", ""),
+    Target("admin.queries_1000", "admin", "", "== admin.queries_10"),
+    Target("admin.p50_ms", "admin", "ms", "<= 300"),
+    Target("health.p50_ms", "admin", "ms", "<= 500"),
+    Target("rotation.rows_per_s", "rotation", "/s", ">= 2000"),
+    Target("rotation.rows_per_s_in_process", "rotation", "/s"),
+)
+
+
+def lookup(results: dict, key: str):
+    """The value at a dotted key, or None."""
+    value = results
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def evaluate(results: dict, sections: list[str]) -> dict:
+    """Each target of the sections run: its bar and whether it held (None: no bar, or no figure)."""
+    return {
+        target.key: {"bar": target.bar or None, "met": target.check(results)}
+        for target in TARGETS
+        if target.section in sections
+    }
+
+
+def table(results: dict, sections: list[str]) -> str:
+    """The figures of the sections run as a plain-text table, with the scaling figures below."""
+    rows = [("figure", "value", "target", "result")]
+    for target in TARGETS:
+        if target.section not in sections:
+            continue
+        value = lookup(results, target.key)
+        met = target.check(results)
+        shown = "—" if value is None else f"{value:g}{' ' + target.unit if target.unit else ''}"
+        verdict = {True: "ok", False: "MISSED", None: ""}[met]
+        if value is None and target.bar:
+            verdict = "not measured"
+        rows.append((target.key, shown, target.bar, verdict))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    sweep = lookup(results, "throughput.by_concurrency")
+    if sweep:
+        lines.append("")
+        lines.append(
+            "deliver_alerts --once, deliveries/s by --concurrency: "
+            + ", ".join(f"{n}: {rate:g}" for n, rate in sweep.items())
+        )
+    pg = lookup(results, "throughput.postgres")
+    if pg:
+        if "skipped" in pg:
+            lines.append(f"PostgreSQL: skipped ({pg['skipped']})")
+        elif "by_processes" in pg:
+            lines.append(
+                "PostgreSQL, deliveries/s by worker processes (--concurrency 8 each): "
+                + ", ".join(f"{n}: {rate:g}" for n, rate in pg["by_processes"].items())
+            )
+    health_note = lookup(results, "health.note")
+    if health_note:
+        lines.append(f"Health page: {health_note}")
+    for section, error in (results.get("errors") or {}).items():
+        last_line = error.strip().splitlines()[-1] if error.strip() else error
+        lines.append(f"ERROR in {section} (details above and in results.json): {last_line}")
+    return "\n".join(lines)

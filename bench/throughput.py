@@ -1,0 +1,189 @@
+"""Throughput: `deliver_alerts --once` draining a backlog, against a plain pool of HTTP clients."""
+
+from __future__ import annotations
+
+import re
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import requests
+
+from .sites import PYTHON, Site, fake_pagerduty
+
+DELIVERIES = 2000
+# 20 deliveries per destination: exactly the default burst, so the send budget never binds.
+DESTINATIONS = 100
+PAGERDUTY_LATENCY = 0.02
+CONCURRENCY = 8
+REPEATS = 3
+SWEEP = (1, 2, 4, 8, 16)
+_STOPPED = re.compile(r"Worker stopped: delivered (\d+), retrying (\d+), failed (\d+)")
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """A migrated site holding the due deliveries, an empty twin, and the bodies to post."""
+
+    seeded: Site
+    empty: Site | None  # a migrated twin without deliveries (SQLite only), for start-up runs
+    bodies: list[bytes]
+
+
+@dataclass(frozen=True)
+class WorkerRun:
+    """One `deliver_alerts --once` process, timed from start to exit."""
+
+    concurrency: int
+    processes: int
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mb: float
+    delivered: int
+
+    @property
+    def per_s(self) -> float:
+        return self.delivered / self.seconds
+
+
+def prepare_backlog(workdir: Path, *, events_url: str, database_url: str | None = None) -> Backlog:
+    """Migrate a site and queue DELIVERIES due deliveries of distinct detections through the ORM."""
+    site = Site.create(workdir / "backlog", events_url=events_url, database_url=database_url)
+    site.manage("migrate", "--noinput", "-v", "0")
+    bodies_file = workdir / "events.jsonl"
+    empty = site.clone(workdir / "empty") if database_url is None else None
+    seeded = site
+    seeded.bench_step(
+        "seed",
+        "outbox",
+        "--deliveries",
+        str(DELIVERIES),
+        "--destinations",
+        str(DESTINATIONS),
+        "--events-file",
+        str(bodies_file),
+    )
+    bodies = [line.encode() for line in bodies_file.read_text().splitlines()]
+    return Backlog(seeded=seeded, empty=empty, bodies=bodies)
+
+
+def run_worker(site: Site, *, concurrency: int, events_url: str | None = None) -> WorkerRun:
+    """Drain the site's queue with one `deliver_alerts --once` process and check all went out."""
+    if events_url is not None:
+        site = site.with_env(PAGERDUTY_EVENTS_URL=events_url)
+    finished = site.finish(
+        site.spawn(
+            PYTHON,
+            "manage.py",
+            "deliver_alerts",
+            "--once",
+            "--concurrency",
+            str(concurrency),
+            log=f"worker-{concurrency}",
+        )
+    )
+    delivered = delivered_count(finished.stdout, finished.returncode, finished.stderr)
+    return WorkerRun(
+        concurrency=concurrency,
+        processes=1,
+        seconds=finished.seconds,
+        cpu_seconds=finished.cpu_seconds,
+        peak_rss_mb=finished.peak_rss_mb,
+        delivered=delivered,
+    )
+
+
+def delivered_count(stdout: str, returncode: int, stderr: str) -> int:
+    """The worker's own count of delivered events; anything else than all delivered is an error."""
+    match = _STOPPED.search(stdout)
+    if returncode != 0 or match is None:
+        raise RuntimeError(f"deliver_alerts failed ({returncode}):\n{stdout}\n{stderr[-3000:]}")
+    delivered, retrying, failed = map(int, match.groups())
+    if retrying or failed:
+        raise RuntimeError(f"deliver_alerts did not deliver everything: {match.group(0)}")
+    return delivered
+
+
+def run_baseline(bodies: list[bytes], *, events_url: str, threads: int = CONCURRENCY) -> float:
+    """Seconds for a pool of `threads` plain HTTP sessions to post every body; no database."""
+    local = threading.local()
+
+    def post(body: bytes) -> int:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+        response = session.post(
+            events_url, data=body, headers={"Content-Type": "application/json"}, timeout=30
+        )
+        return response.status_code
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        statuses = list(pool.map(post, bodies))
+    seconds = time.perf_counter() - started
+    refused = [status for status in statuses if status != 202]
+    if refused:
+        raise RuntimeError(f"the fake PagerDuty refused {len(refused)} baseline events")
+    return seconds
+
+
+def measure(workdir: Path, *, log=print) -> dict:
+    """The worker against the baseline (interleaved, median of REPEATS), start-up, and the sweep."""
+    with fake_pagerduty(latency=PAGERDUTY_LATENCY) as url:
+        backlog = prepare_backlog(workdir, events_url=url)
+    runs: list[WorkerRun] = []
+    baselines: list[float] = []
+    # Interleaved, each with a fresh fake PagerDuty (its records grow with every event), so a
+    # busy moment on the machine weighs on both sides alike.
+    for repeat in range(REPEATS):
+        with fake_pagerduty(latency=PAGERDUTY_LATENCY) as url:
+            baselines.append(run_baseline(backlog.bodies, events_url=url))
+        with fake_pagerduty(latency=PAGERDUTY_LATENCY) as url:
+            site = backlog.seeded.clone(workdir / f"run-{repeat}")
+            runs.append(run_worker(site, concurrency=CONCURRENCY, events_url=url))
+        log(
+            f"  throughput run {repeat + 1}/{REPEATS}: worker {runs[-1].per_s:.0f}/s, "
+            f"baseline {len(backlog.bodies) / baselines[-1]:.0f}/s"
+        )
+    # Nothing is due, so this is Django's start-up, the system checks, one claim and the exit.
+    startups = [
+        run_worker(backlog.empty.clone(workdir / f"startup-{n}"), concurrency=CONCURRENCY)
+        for n in range(REPEATS)
+    ]
+    startup_s = statistics.median(run.seconds for run in startups)
+    worker_s = statistics.median(run.seconds for run in runs)
+    baseline_s = statistics.median(baselines)
+    sweep = {}
+    for concurrency in SWEEP:
+        if concurrency == CONCURRENCY:
+            sweep[str(concurrency)] = round(DELIVERIES / worker_s, 1)
+            continue
+        with fake_pagerduty(latency=PAGERDUTY_LATENCY) as url:
+            site = backlog.seeded.clone(workdir / f"sweep-{concurrency}")
+            run = run_worker(site, concurrency=concurrency, events_url=url)
+        sweep[str(concurrency)] = round(run.per_s, 1)
+        log(f"  --concurrency {concurrency}: {run.per_s:.0f}/s")
+    return {
+        "deliveries_per_s": round(DELIVERIES / worker_s, 1),
+        "baseline_per_s": round(DELIVERIES / baseline_s, 1),
+        "ratio": round(baseline_s / worker_s, 3),
+        "startup_s": round(startup_s, 3),
+        "deliveries_per_s_after_startup": round(DELIVERIES / (worker_s - startup_s), 1),
+        "cpu_ms_per_delivery": round(
+            1000 * statistics.median(run.cpu_seconds for run in runs) / DELIVERIES, 2
+        ),
+        "peak_rss_mb": round(max(run.peak_rss_mb for run in runs), 1),
+        "by_concurrency": sweep,
+        "runs": [asdict(run) for run in runs],
+        "baseline_seconds": [round(seconds, 3) for seconds in baselines],
+        "setup": {
+            "deliveries": DELIVERIES,
+            "destinations": DESTINATIONS,
+            "pagerduty_latency_s": PAGERDUTY_LATENCY,
+            "concurrency": CONCURRENCY,
+            "repeats": REPEATS,
+        },
+    }
