@@ -189,18 +189,17 @@ class _Deadline:
 
     def __init__(self, seconds: float) -> None:
         self.expired = False
+        self.due = time.monotonic() + seconds
         self._connection: HTTPConnection | None = None
         self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
 
     def __enter__(self) -> _Deadline:
         _current.deadline = self
-        self._timer.start()
+        _watchdog.add(self)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._timer.cancel()
+        _watchdog.discard(self)
         _current.deadline = None
 
     def watch(self, connection: HTTPConnection) -> None:
@@ -211,12 +210,51 @@ class _Deadline:
         if expired:
             _shut_down(connection)
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
+        """Mark the time as up and cut the connection in use, if any."""
         with self._lock:
             self.expired = True
             connection = self._connection
         if connection is not None:
             _shut_down(connection)
+
+
+class _Watchdog:
+    """One thread per process that expires deadlines, instead of a timer thread per post."""
+
+    def __init__(self) -> None:
+        self._active: set[_Deadline] = set()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, deadline: _Deadline) -> None:
+        with self._changed:
+            self._active.add(deadline)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="pagerduty-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._changed.notify()
+
+    def discard(self, deadline: _Deadline) -> None:
+        with self._changed:
+            self._active.discard(deadline)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                due = [deadline for deadline in self._active if deadline.due <= now]
+                self._active.difference_update(due)
+                waits = [deadline.due - now for deadline in self._active]
+                if not due:
+                    self._changed.wait(min(waits) if waits else None)
+            for deadline in due:
+                deadline.expire()
+
+
+_watchdog = _Watchdog()
 
 
 def _shut_down(connection: HTTPConnection) -> None:
@@ -228,7 +266,9 @@ def _shut_down(connection: HTTPConnection) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-class _WatchedHTTPConnection(HTTPConnection):
+class _Watched:
+    """Lets the thread's active deadline know which connection its request uses."""
+
     def request(self, *args, **kwargs):
         deadline = getattr(_current, "deadline", None)
         if deadline is not None:
@@ -236,12 +276,12 @@ class _WatchedHTTPConnection(HTTPConnection):
         return super().request(*args, **kwargs)
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def request(self, *args, **kwargs):
-        deadline = getattr(_current, "deadline", None)
-        if deadline is not None:
-            deadline.watch(self)
-        return super().request(*args, **kwargs)
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
 
 
 class _WatchedHTTPConnectionPool(HTTPConnectionPool):
