@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import pytest
 from django.urls import reverse
-from django.utils.html import escape
 from django.utils import timezone
+from django.utils.html import escape
 
 from destinations.models import Destination
 from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
