@@ -143,7 +143,17 @@ class Delivery(models.Model):
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When it was last delivered or failed. Retry now keeps the time of the "
+        "failure, which counts as failing until the delivery is delivered.",
+    )
+    # A test alert that asked to be resolved but failed: if Retry now re-queues it and the
+    # worker delivers it, a resolve follows, as it would have right after the first attempt.
+    resolve_after = models.BooleanField(
+        default=False, help_text="A test alert to resolve once it is delivered."
+    )
 
     class Meta:
         verbose_name_plural = "deliveries"

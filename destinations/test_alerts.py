@@ -81,7 +81,12 @@ def send_test_alert(
     if routing_key is not None:
         event["payload"]["custom_details"]["tested_key"] = mask_routing_key(routing_key)
     result = _send_now(
-        destination, DeliveryKind.TEST, event, routing_key=routing_key, client=client
+        destination,
+        DeliveryKind.TEST,
+        event,
+        routing_key=routing_key,
+        client=client,
+        resolve_after=resolve,
     )
     outcome = TestAlertOutcome(destination=destination, delivery=result[0], result=result[1])
     if resolve and outcome.accepted:
@@ -102,6 +107,7 @@ def _send_now(
     *,
     routing_key: str | None,
     client: PagerDutyClient | None,
+    resolve_after: bool = False,
 ) -> tuple[Delivery, AttemptResult]:
     # Sent first and logged after: a process that dies mid-send leaves no row that a worker
     # might later resend with a different (stored) key.
@@ -117,6 +123,9 @@ def _send_now(
         queued_at=result.started_at,
         next_attempt_at=result.started_at,
         created_at=result.started_at,
+        # An accepted test is resolved right here; a refused one, should "Retry now" re-queue
+        # it, is resolved by the worker once delivered.
+        resolve_after=resolve_after and not result.accepted,
     )
     with transaction.atomic():
         delivery.save()
