@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from .delivery import FinishedAttempt, record_attempts, send_event, unreadable_key_result
 from .encryption import DecryptionError, decrypt
-from .models import UNFINISHED, Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
+from .models import UNFINISHED, Delivery, DeliveryAttempt, DeliveryStatus
 from .rate_budget import take_tokens
 
 logger = logging.getLogger("destinations.worker")
@@ -44,9 +44,13 @@ class Claim:
 
 
 # What sending a claimed delivery and recording its attempt read of it and its destination;
-# the rest (the delivery log's text and JSON, timestamps) would be parsed for nothing.
+# the rest (the delivery log's text and JSON, timestamps) would be parsed for nothing. Kind,
+# dedup key and resolve_after tell the recording whether a delivered test is to be resolved.
 _CLAIMED_FIELDS = (
     "destination_id",
+    "kind",
+    "dedup_key",
+    "resolve_after",
     "event",
     "status",
     "attempts",
@@ -71,10 +75,12 @@ def _claimable():
         id__lt=OuterRef("id"),
         status__in=UNFINISHED,
     )
+    # Every kind, test alerts included: the admin sends a test inline and stores its row already
+    # `sending` (without a lease) in the transaction that records the answer, so the only
+    # pending tests are those "Retry now" re-queued, and those are the worker's to send.
     return (
-        Delivery.objects.exclude(kind=DeliveryKind.TEST)
         # Order per incident: a later event for the same destination and dedup key waits.
-        .filter(~Exists(earlier_unfinished))
+        Delivery.objects.filter(~Exists(earlier_unfinished))
         .order_by("next_attempt_at", "id")
         .select_related("destination")
         .only(*_CLAIMED_FIELDS)
@@ -94,6 +100,8 @@ def _select_due(now: datetime, *, limit: int, skip: list[int]) -> list[Delivery]
     a plain existence check spares building the full query for them on almost every claim.
     """
     claimable = _claimable().exclude(pk__in=skip) if skip else _claimable()
+    # A row being sent without a lease (a test alert in the admin's own transaction) has a
+    # NULL lease_expires_at, which no comparison matches: it is never taken from its sender.
     expired = Q(status=DeliveryStatus.SENDING, lease_expires_at__lte=now)
     rows = []
     if Delivery.objects.filter(expired).exists():
