@@ -25,7 +25,13 @@ LATENCY_PERCENTILES = (50, 95)
 # says nothing about how the destination's pages are doing. They still count in the chart.
 EVENTS = ~Q(kind=DeliveryKind.TEST)
 DELIVERED = Q(status=DeliveryStatus.DELIVERED)
-FAILED = Q(status=DeliveryStatus.FAILED)
+# A failure counts until the delivery is delivered. "Retry now" puts a failed delivery back to
+# pending but keeps its finished_at (when it failed), which no other unfinished row has; so a
+# re-queued failure, and a retry of it that is waiting again after a 5xx, still counts here.
+# finished_at is when it failed last: the last failure a destination shows.
+FAILED = Q(status=DeliveryStatus.FAILED) | Q(status__in=UNFINISHED, finished_at__isnull=False)
+# Unfinished and never failed: queued, or between the retries of its first go.
+QUEUED = Q(status__in=UNFINISHED, finished_at__isnull=True)
 
 
 class DayCount(NamedTuple):
@@ -35,7 +41,7 @@ class DayCount(NamedTuple):
     day: date
     delivered: int = 0
     failed: int = 0
-    other: int = 0  # pending or sending
+    other: int = 0  # pending or sending, and never failed (a re-queued failure is `failed`)
     tests: int = 0
 
     @property
@@ -251,7 +257,7 @@ def _daily_counts(in_window, starts: list[datetime]) -> dict[int, _Counts]:
         .annotate(
             delivered=Count("pk", filter=DELIVERED),
             failed=Count("pk", filter=FAILED),
-            other=Count("pk", filter=Q(status__in=UNFINISHED)),
+            other=Count("pk", filter=QUEUED),
             tests=Count("pk", filter=~EVENTS),
             events_delivered=Count("pk", filter=DELIVERED & EVENTS),
             events_failed=Count("pk", filter=FAILED & EVENTS),

@@ -20,7 +20,9 @@ def delivery_queue_health(*, now) -> dict:
     """Unfinished deliveries, the age of the oldest, and recent failures, in one query."""
     since = now - FAILED_WINDOW
     unfinished = Q(status__in=UNFINISHED)
-    recent_failure = Q(status=DeliveryStatus.FAILED, finished_at__gte=since)
+    # A failure counts until the delivery is delivered: "Retry now" re-queues it as pending but
+    # keeps finished_at (when it failed), which no other unfinished delivery has.
+    recent_failure = Q(status__in=(DeliveryStatus.FAILED, *UNFINISHED), finished_at__gte=since)
     totals = Delivery.objects.filter(unfinished | recent_failure).aggregate(
         pending=Count("pk", filter=unfinished),
         # queued_at, not created_at: "Retry now" re-queues, and the age limit counts from there.
