@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from project import PRODUCT_NAME
@@ -19,6 +20,7 @@ from .pagerduty.errors import PagerDutyError
 from .pagerduty.events import (
     DestinationOptions,
     RunFacts,
+    build_resolve_event,
     build_trigger_event,
     serialize_event,
 )
@@ -241,6 +243,14 @@ def record_attempts(attempts: Sequence[FinishedAttempt], *, retry: bool = True) 
                 if was_moved
             ]
         )
+        # Follow-ups of what was just delivered, in the same transaction as its status.
+        queue_test_resolves(
+            [
+                attempt
+                for attempt, (status, _, _), was_moved in zip(attempts, changes, moved, strict=True)
+                if was_moved and status == DeliveryStatus.DELIVERED
+            ]
+        )
         DeliveryAttempt.objects.bulk_create(
             [
                 DeliveryAttempt(
@@ -356,18 +366,54 @@ def _attempt_changes(attempt: FinishedAttempt, *, retry: bool) -> tuple[str, dic
     return status, fields, DeliveryAttempt.Result.FAILED
 
 
+# A key rotation's test of a new key, which carries the tested key's tail: it was refused, so
+# that key was never stored, and the worker would send the test with the stored key instead,
+# "proving" a key it never used. Retry now leaves it; rotating again tests the key again.
+UNSTORED_KEY_TEST = Q(kind=DeliveryKind.TEST, event__payload__custom_details__has_key="tested_key")
+
+
+def queue_test_resolves(delivered: Sequence[FinishedAttempt]) -> list[Delivery]:
+    """Queue the resolve of each delivered test alert whose test asked for one.
+
+    Only a test that failed and was re-queued by "Retry now" carries resolve_after (an accepted
+    test is resolved inline). Call it in the transaction that records the delivery: the resolve
+    has a later id and the same destination and dedup key, so the worker sends it after.
+    """
+    resolves = [
+        Delivery(
+            destination_id=attempt.delivery.destination_id,
+            kind=DeliveryKind.RESOLVE,
+            event=build_resolve_event(dedup_key=attempt.delivery.dedup_key),
+            dedup_key=attempt.delivery.dedup_key,
+            queued_at=attempt.now,
+            next_attempt_at=attempt.now,
+            created_at=attempt.now,
+        )
+        for attempt in delivered
+        if attempt.delivery.kind == DeliveryKind.TEST and attempt.delivery.resolve_after
+    ]
+    return Delivery.objects.bulk_create(resolves) if resolves else []
+
+
 @transaction.atomic
 def retry_now(deliveries) -> int:
-    """Make failed deliveries due at once, restarting their attempt and age limits."""
+    """Make failed deliveries due at once, restarting their attempt and age limits.
+
+    Test alerts are re-queued too (but for a key rotation's, see UNSTORED_KEY_TEST); the worker
+    sends them, and resolves those whose test asked for it. Returns how many were re-queued.
+    finished_at keeps the time of the failure: until the delivery is delivered, the health
+    page and /healthz still count it as failing.
+    """
     now = timezone.now()
-    return Delivery.objects.filter(
-        pk__in=[d.pk for d in deliveries], status=DeliveryStatus.FAILED
-    ).update(
-        status=DeliveryStatus.PENDING,
-        attempts=0,
-        queued_at=now,
-        next_attempt_at=now,
-        finished_at=None,
-        lease_expires_at=None,
-        lease_token=None,
+    return (
+        Delivery.objects.filter(pk__in=[d.pk for d in deliveries], status=DeliveryStatus.FAILED)
+        .exclude(UNSTORED_KEY_TEST)
+        .update(
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            queued_at=now,
+            next_attempt_at=now,
+            lease_expires_at=None,
+            lease_token=None,
+        )
     )
