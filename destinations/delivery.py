@@ -267,6 +267,7 @@ def _raised_at(error: BaseException) -> str:
 
 
 def _ms_since(moment: datetime) -> int:
+    """Whole milliseconds from a moment until now."""
     return max(0, round((timezone.now() - moment).total_seconds() * 1000))
 
 
