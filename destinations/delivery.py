@@ -1,11 +1,14 @@
 """Queue events for destinations, make one delivery attempt, and record what happened."""
 
+import dataclasses
 import logging
+import traceback
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -15,8 +18,8 @@ from django.utils import timezone
 from project import PRODUCT_NAME
 
 from .models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus, Destination
-from .pagerduty.client import PagerDutyClient, events_url, get_client
-from .pagerduty.errors import PagerDutyError
+from .pagerduty.client import PagerDutyClient, events_url, get_client, scrub_secrets
+from .pagerduty.errors import PagerDutyError, UnexpectedFailure
 from .pagerduty.events import (
     DestinationOptions,
     RunFacts,
@@ -30,6 +33,8 @@ logger = logging.getLogger("destinations.delivery")
 
 # Only these outcomes page anyone; NOT_MATCHED runs are recorded and nothing is sent.
 PAGEABLE_OUTCOMES = frozenset({"MATCHED", "ERROR"})
+# Characters of an unforeseen exception's message kept in the delivery log.
+UNEXPECTED_DETAIL_MAX = 300
 
 
 def run_facts(run) -> RunFacts:
@@ -160,11 +165,29 @@ def send_event(
     *,
     client: PagerDutyClient | None = None,
     routing_key: str | None = None,
+    read_routing_key: Callable[[], str | None] | None = None,
 ) -> AttemptResult:
-    """Post one event to the destination's PagerDuty URL (with its key, or the one given)."""
-    routing_key = routing_key or destination.readable_routing_key()
-    if routing_key is None:
-        return unreadable_key_result()
+    """Post one event to the destination's PagerDuty URL and say what came of it; never raises.
+
+    The key is the one given, else `read_routing_key()`, else the destination's stored key.
+    """
+    started_at = timezone.now()
+    try:
+        routing_key = routing_key or (read_routing_key or destination.readable_routing_key)()
+        if routing_key is None:
+            return unreadable_key_result()
+        return _post_event(event, destination, routing_key=routing_key, client=client)
+    except Exception as error:
+        # This is where a failure no one foresaw (a bad region, a parser bug, anything) becomes
+        # an attempt like any other: logged, retried under the same limits, never an escape
+        # that leaves the delivery `sending` for its lease to expire and send it again.
+        return unexpected_failure_result(error, started_at=started_at, routing_key=routing_key)
+
+
+def _post_event(
+    event: dict, destination: Destination, *, routing_key: str, client: PagerDutyClient | None
+) -> AttemptResult:
+    """Serialize and post the event; PagerDuty's refusals become the result, others raise."""
     started_at = timezone.now()
     body = serialize_event(event, routing_key=routing_key)
     try:
@@ -196,6 +219,60 @@ def send_event(
     )
 
 
+def unexpected_failure_result(
+    error: BaseException, *, started_at: datetime, routing_key: str | None
+) -> AttemptResult:
+    """The retryable attempt an unforeseen exception came to, named by its class, key masked.
+
+    Only the exception's class and its own message (with `routing_key` masked) are kept: never
+    a traceback or the values of local variables, which hold the key and the event.
+    """
+    detail = _exception_text(error, routing_key=routing_key)
+    where = _raised_at(error)
+    logger.warning(
+        "delivery.unexpected_failure error=%s where=%s message=%s",
+        type(error).__name__,
+        where,
+        detail,
+    )
+    failure = UnexpectedFailure(
+        f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+    )
+    return AttemptResult(
+        started_at=started_at,
+        accepted=False,
+        duration_ms=_ms_since(started_at),
+        message=failure.message,
+        error=failure,
+    )
+
+
+def _exception_text(error: BaseException, *, routing_key: str | None) -> str:
+    """The exception's own message on one line, shortened, with the routing key masked."""
+    try:
+        text = str(error)
+    except Exception:  # an exception whose __str__ fails still names its class
+        return ""
+    # Masked before it is cut, so no part of the key survives at the cut.
+    text = " ".join(scrub_secrets(text, routing_key=routing_key).split())
+    if len(text) > UNEXPECTED_DETAIL_MAX:
+        text = text[: UNEXPECTED_DETAIL_MAX - 1] + "…"
+    return text
+
+
+def _raised_at(error: BaseException) -> str:
+    """The file and line the exception was raised at, for the log (no values, so no secrets)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "?"
+    return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}"
+
+
+def _ms_since(moment: datetime) -> int:
+    """Whole milliseconds from a moment until now."""
+    return max(0, round((timezone.now() - moment).total_seconds() * 1000))
+
+
 @dataclass(frozen=True)
 class FinishedAttempt:
     """An attempt that was made and is waiting to be stored, with when it was finished."""
@@ -206,23 +283,55 @@ class FinishedAttempt:
     lease_token: uuid.UUID | None = None
 
 
-def record_attempt(
-    delivery: Delivery,
-    result: AttemptResult,
-    *,
-    now: datetime | None = None,
-    retry: bool = True,
-    lease_token: uuid.UUID | None = None,
-) -> str:
-    """Store the attempt and move the delivery on: delivered, failed, or pending again.
+def record_attempt(attempt: FinishedAttempt, *, retry: bool = True) -> FinishedAttempt:
+    """Store the attempt and move the delivery on; return the attempt as it was stored.
 
-    With `retry=False` (test alerts, which an admin is waiting for) a retryable failure is final.
-    With a `lease_token`, the delivery is only moved on if this worker still holds it; the attempt
-    is logged either way.
+    The delivery becomes delivered, failed, or pending again. With `retry=False` (test alerts,
+    which an admin is waiting for) a retryable failure is final. With a lease token, the delivery
+    is only moved on if this worker still holds it; the attempt is logged either way.
+
+    When the answer cannot be stored as it came (a value no column takes), the attempt is stored
+    with the answer's status but none of its text, so the delivery still moves on under the
+    same limits instead of staying `sending` until its lease expires and it is sent again.
+    Raises only when that fails too: then the database itself is failing, and the lease expiry
+    (logged as an attempt when the delivery is claimed again) is all that is left.
     """
-    attempt = FinishedAttempt(delivery, result, now or timezone.now(), lease_token)
-    [status] = record_attempts([attempt], retry=retry)
-    return status
+    try:
+        record_attempts([attempt], retry=retry)
+    except Exception as error:
+        logger.warning(
+            "delivery.record_failed delivery=%s error=%s", attempt.delivery.pk, type(error).__name__
+        )
+        attempt = _without_answer(attempt, error)
+        record_attempts([attempt], retry=retry)
+    return attempt
+
+
+def _without_answer(attempt: FinishedAttempt, error: Exception) -> FinishedAttempt:
+    """The attempt with only the status and timing of PagerDuty's answer, which always fit."""
+    result = attempt.result
+    answer = f"the answer ({result.status_code})" if result.status_code else "the answer"
+    note = f"{answer} could not be recorded: {type(error).__name__}"
+    if result.accepted:
+        bare = AttemptResult(
+            started_at=result.started_at,
+            accepted=True,
+            status_code=result.status_code,
+            duration_ms=result.duration_ms,
+            message=note,
+        )
+    else:
+        retry_after = result.error.retry_after if result.error is not None else None
+        failure = UnexpectedFailure(note, retry_after=retry_after)
+        bare = AttemptResult(
+            started_at=result.started_at,
+            accepted=False,
+            status_code=result.status_code,
+            duration_ms=result.duration_ms,
+            message=note,
+            error=failure,
+        )
+    return dataclasses.replace(attempt, result=bare)
 
 
 def record_attempts(attempts: Sequence[FinishedAttempt], *, retry: bool = True) -> list[str]:

@@ -18,6 +18,7 @@ from django.db.models import Model
 from . import encryption
 from .fields import EncryptedTextField
 from .models import Destination
+from .pagerduty.errors import UnexpectedFailure
 from .routing_keys import clean_routing_key, mask_routing_key
 from .test_alerts import TestAlertOutcome, send_test_alert
 
@@ -140,6 +141,13 @@ def rotate_routing_key(
 def _refusal_sentence(test: TestAlertOutcome, old_fingerprint: str) -> str:
     """Say why PagerDuty did not take the new key, what to check, and that the old key stays."""
     result = test.result
+    if isinstance(result.error, UnexpectedFailure):
+        # Not PagerDuty's verdict on the key: this server failed, so say so and what to try.
+        return (
+            f"The new key could not be tested ({result.error.message}). Hint: this is an error "
+            "in this server, not PagerDuty's answer; look for delivery.unexpected_failure in the "
+            f"log and try again. The old key {old_fingerprint} is still in use."
+        )
     if result.status_code is None:
         what = f"PagerDuty could not be reached to test the new key ({result.error.message})"
     else:

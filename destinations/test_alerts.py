@@ -9,7 +9,13 @@ from django.utils import timezone
 
 from project import PRODUCT_NAME
 
-from .delivery import AttemptResult, destination_options, record_attempt, send_event
+from .delivery import (
+    AttemptResult,
+    FinishedAttempt,
+    destination_options,
+    record_attempt,
+    send_event,
+)
 from .models import Delivery, DeliveryKind, DeliveryStatus, Destination
 from .pagerduty.client import PagerDutyClient
 from .pagerduty.events import build_resolve_event, build_test_event
@@ -129,5 +135,6 @@ def _send_now(
     )
     with transaction.atomic():
         delivery.save()
-        record_attempt(delivery, result, retry=False)
-    return delivery, result
+        # What was stored is what the admin is told: an answer too odd to store is not shown.
+        stored = record_attempt(FinishedAttempt(delivery, result, timezone.now()), retry=False)
+    return delivery, stored.result

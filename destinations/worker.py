@@ -19,7 +19,13 @@ from django.db.models import Exists, F, OuterRef, Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from .delivery import FinishedAttempt, record_attempts, send_event, unreadable_key_result
+from .delivery import (
+    FinishedAttempt,
+    record_attempt,
+    record_attempts,
+    send_event,
+    unexpected_failure_result,
+)
 from .encryption import DecryptionError, decrypt
 from .models import UNFINISHED, Delivery, DeliveryAttempt, DeliveryStatus
 from .rate_budget import take_tokens
@@ -205,17 +211,25 @@ def _log_lost_leases(rows: list[Delivery], now: datetime) -> None:
 
 
 def send_claimed(claim: Claim, *, now: Callable[[], datetime] = timezone.now) -> FinishedAttempt:
-    """Send one claimed delivery, touching no database; the attempt is for the caller to record."""
+    """Send one claimed delivery, touching no database; the attempt is for the caller to record.
+
+    Never raises: whatever goes wrong, from reading the key to parsing the answer, is the result.
+    """
     delivery = claim.delivery
-    try:
-        routing_key = _routing_key(
-            delivery.routing_key_token, tuple(settings.FIELD_ENCRYPTION_KEYS)
-        )
-    except DecryptionError:
-        result = unreadable_key_result()
-    else:
-        result = send_event(delivery.event, delivery.destination, routing_key=routing_key)
+    result = send_event(
+        delivery.event,
+        delivery.destination,
+        read_routing_key=functools.partial(_claimed_routing_key, delivery.routing_key_token),
+    )
     return FinishedAttempt(delivery, result, now(), claim.lease_token)
+
+
+def _claimed_routing_key(token: str) -> str | None:
+    """The routing key in a claimed delivery's token, or None when it cannot be decrypted."""
+    try:
+        return _routing_key(token, tuple(settings.FIELD_ENCRYPTION_KEYS))
+    except DecryptionError:
+        return None
 
 
 @functools.lru_cache(maxsize=ROUTING_KEYS_CACHED)
@@ -382,10 +396,24 @@ class Worker:
         self, attempts: list[FinishedAttempt], broken: list[tuple[Claim, BaseException]]
     ) -> int:
         """Record finished attempts in one transaction (one by one if that fails); how many."""
-        for claim, error in broken:
-            # The lease expires and another pass takes the delivery up again: nothing is lost.
-            logger.error("worker.deliver_failed delivery=%s", claim.delivery.pk, exc_info=error)
-            self.stats.errors += 1
+        # send_event turns every Exception into a result; what is left (a SystemExit raised in
+        # a thread, say) is an attempt all the same, retried under the limits rather than left
+        # for the lease to expire and send it again.
+        now = self.now()
+        attempts = attempts + [
+            FinishedAttempt(
+                claim.delivery,
+                unexpected_failure_result(
+                    error,
+                    started_at=now,
+                    routing_key=_claimed_routing_key(claim.delivery.routing_key_token),
+                ),
+                now,
+                claim.lease_token,
+            )
+            for claim, error in broken
+        ]
+        self.stats.errors += len(broken)
         if not attempts:
             return 0
         try:
@@ -393,12 +421,15 @@ class Worker:
         except Exception:
             logger.exception("worker.record_failed deliveries=%d", len(attempts))
             close_old_connections()
-            # One by one, so a row that cannot be stored does not cost the others their record.
+            # One by one, so a row that cannot be stored does not cost the others their record;
+            # a row whose answer cannot be stored is stored without it (record_attempt).
             statuses = []
             for attempt in attempts:
                 try:
-                    statuses += record_attempts([attempt])
+                    statuses.append(record_attempt(attempt).delivery.status)
                 except Exception:
+                    # The database itself is failing: the lease expires and the delivery is
+                    # claimed again, which logs this attempt (LOST_LEASE_ERROR) and counts it.
                     logger.exception("worker.deliver_failed delivery=%s", attempt.delivery.pk)
                     self.stats.errors += 1
         for status in statuses:

@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import json
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -49,6 +50,10 @@ POOL_MAXSIZE = 4
 TRANSPORT_DETAIL_MAX = 300
 # PagerDuty sends one or a few; a misbehaving answer must not bloat the delivery log.
 ERRORS_KEPT_MAX = 20
+# NUL and the lone halves of UTF-16 surrogate pairs: JSON can carry them, no column can store them.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+# The message kept for a 2xx whose JSON is beyond reading (nested too deep for the parser).
+UNREADABLE_ANSWER = "unreadable answer"
 
 logger = logging.getLogger("destinations.pagerduty")
 
@@ -100,6 +105,11 @@ class _Scrubber:
         for secret, replacement in self.replacements:
             text = text.replace(secret, replacement)
         return text
+
+
+def scrub_secrets(text: str, *, routing_key: str | None) -> str:
+    """The text with the routing key masked and any credentials of PAGERDUTY_EVENTS_URL removed."""
+    return _Scrubber(routing_key=routing_key or "", url=settings.PAGERDUTY_EVENTS_URL or "")(text)
 
 
 class PagerDutyClient:
@@ -339,9 +349,11 @@ def parse_answer(
     duration_ms: int,
 ) -> Accepted | PagerDutyError:
     """Turn an HTTP answer into Accepted or the PagerDutyError its status calls for."""
-    text = scrub(body.decode("utf-8", errors="replace"))
+    text = scrub(_storable(body.decode("utf-8", errors="replace")))
     excerpt = text[:RESPONSE_EXCERPT_MAX]
     data = _json_object(body)
+    unreadable = data is None
+    data = data or {}
     message = _text(data.get("message"), scrub)[:RESPONSE_EXCERPT_MAX]
 
     if 200 <= status_code < 300:
@@ -349,7 +361,10 @@ def parse_answer(
         if len(dedup_key) > DEDUP_KEY_MAX_LENGTH:
             # PagerDuty never sends one this long; a cut one would name the wrong incident.
             dedup_key = ""
-        # A 2xx without JSON is still accepted: PagerDuty queued the event.
+        # A 2xx without (readable) JSON is still accepted: PagerDuty queued the event, and
+        # sending it again for want of a message would page twice.
+        if unreadable:
+            message = UNREADABLE_ANSWER
         return Accepted(
             status_code=status_code,
             message=message,
@@ -360,16 +375,18 @@ def parse_answer(
 
     error_class = error_for_status(status_code)
     if not message:
-        message = scrub(reason) or _status_phrase(status_code)
+        message = scrub(_storable(reason)) or _status_phrase(status_code)
     if 300 <= status_code < 400:
-        location = scrub(headers.get("Location") or "")[:TRANSPORT_DETAIL_MAX]
+        location = scrub(_storable(headers.get("Location") or ""))[:TRANSPORT_DETAIL_MAX]
         message += f"; redirect to {location or 'an unnamed place'} not followed"
     raw_errors = data.get("errors")
     if isinstance(raw_errors, str):
         raw_errors = [raw_errors]
     if not isinstance(raw_errors, list):
         raw_errors = []
-    errors = [scrub(str(item))[:RESPONSE_EXCERPT_MAX] for item in raw_errors[:ERRORS_KEPT_MAX]]
+    errors = [
+        scrub(_storable(str(item)))[:RESPONSE_EXCERPT_MAX] for item in raw_errors[:ERRORS_KEPT_MAX]
+    ]
     retry_after = parse_retry_after(headers.get("Retry-After")) if status_code == 429 else None
     return error_class(
         message,
@@ -410,18 +427,29 @@ def _read_body(response: requests.Response) -> bytes:
     return b"".join(chunks)[:RESPONSE_BODY_MAX_BYTES]
 
 
-def _json_object(body: bytes) -> dict[str, object]:
-    """Return the answer's JSON object, or an empty dict when it is not one."""
+def _json_object(body: bytes) -> dict[str, object] | None:
+    """Return the answer's JSON object ({} when it is not one), or None when it cannot be read."""
     try:
         data = json.loads(body)
     except ValueError:
         return {}
+    except RecursionError:
+        # Nested deeper than the parser follows (`[` × 60,000 fits in the body we read). The
+        # recursion limit stays as it is: no answer of PagerDuty's comes near it.
+        return None
     return data if isinstance(data, dict) else {}
 
 
 def _text(value: object, scrub: Callable[[str], str]) -> str:
     """Return a scrubbed string field of the answer, or "" when it is missing or not a string."""
-    return scrub(value) if isinstance(value, str) else ""
+    return scrub(_storable(value)) if isinstance(value, str) else ""
+
+
+def _storable(text: str) -> str:
+    """The text with what no database column takes (NUL, lone surrogates) replaced by U+FFFD."""
+    # JSON may escape either ("\u0000", "\ud800"); PostgreSQL refuses NUL in text and no
+    # database driver encodes a lone surrogate, so the attempt could not be recorded.
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def _status_phrase(status_code: int) -> str:

@@ -181,3 +181,18 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         now = now.replace(tzinfo=UTC)
     # A date already past means "now", never a negative wait.
     return max(0.0, (moment - now).total_seconds())
+
+
+class UnexpectedFailure(PagerDutyError):
+    """Something no one foresaw went wrong on this side while sending or recording an attempt."""
+
+    # Retried like an outage (within the attempt and age limits): most such failures pass, and
+    # one that does not still ends the delivery as failed instead of leaving it in the queue.
+    retryable = True
+    hint = (
+        "An error in this server, not an answer from PagerDuty. Queued alerts are retried "
+        "automatically; if it persists, look for delivery.unexpected_failure in the log."
+    )
+
+    def _sentence(self) -> str:
+        return f"Unexpected error: {self.message}"

@@ -82,7 +82,7 @@ def _guess_type(body: bytes) -> str:
     """Pick a Content-Type for a body given without one."""
     try:
         json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json follows
         return HTML_TYPE if body.lstrip().startswith(b"<") else TEXT_TYPE
     return JSON_TYPE
 
