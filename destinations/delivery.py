@@ -59,6 +59,7 @@ def run_facts(run) -> RunFacts:
         search_id=run.search_id or None,
         trace_id=run.trace_id or None,
         errors=list(run.errors or []),
+        errors_total=run.errors_total,
         replay_link=run.replay_link or None,
     )
 

@@ -1,11 +1,26 @@
 """The HTTP door for detection-run outcomes: authenticate, bound the body, call the service."""
 
+import logging
+
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse, UnreadablePostError
 from django.views.decorators.csrf import csrf_exempt
 
 from .services import DetectionNotFound, record_detection_run
 from .tokens import authenticate_token
 from .validation import MAX_BODY_BYTES, InvalidRunBody, parse_body
+
+logger = logging.getLogger("detections.api")
+
+# How long an engine is asked to wait before posting again while the database is unreachable:
+# long enough for a restart to make progress, short enough that a page is late by seconds.
+DATABASE_RETRY_AFTER_SECONDS = 5
+DATABASE_UNREACHABLE = "The database is unreachable; nothing was stored. Retry later."
+# Errors that say the database could not be reached or the connection broke, not that the
+# request was wrong: integrity and data errors are not among them and still surface as bugs.
+_UNREACHABLE_ERRORS = (OperationalError, InterfaceError)
+# Each read asks the server for this much at most, so a slow stream is read piece by piece.
+_READ_SIZE = 64 * 1024
 
 
 @csrf_exempt  # called by machines with a bearer token, never by a browser session
@@ -15,28 +30,86 @@ def detection_runs(request: HttpRequest) -> JsonResponse:
         response = _errors(405, method=f"{request.method} is not allowed; use POST.")
         response["Allow"] = "POST"
         return response
+    try:
+        return _record(request)
+    except _UNREACHABLE_ERRORS as error:
+        # Only the kind is logged: a driver's message can name hosts and users.
+        logger.error("api.database_unreachable error=%s", type(error).__name__)
+        response = _errors(503, database=DATABASE_UNREACHABLE)
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        return response
+
+
+def _record(request: HttpRequest) -> JsonResponse:
+    """Authenticate, read and record; database errors are left to the caller."""
     # The token is checked before the body is read, so strangers cannot make us read a megabyte.
     challenge = _refused_authorization(request)
     if challenge is not None:
         return challenge
-    too_large = _errors(413, body=f"The body is over {MAX_BODY_BYTES} bytes; send less.")
-    if _declared_length(request) > MAX_BODY_BYTES:
-        return too_large
+    raw = _read_body(request)
+    if isinstance(raw, JsonResponse):
+        return raw
     try:
-        # Read directly rather than through request.body, whose own limit
-        # (DATA_UPLOAD_MAX_MEMORY_SIZE) would answer 400 instead of 413.
-        raw = request.read(MAX_BODY_BYTES + 1)
-    except UnreadablePostError:
-        return _errors(400, body="The body could not be read completely.")
-    if len(raw) > MAX_BODY_BYTES:
-        return too_large
-    try:
+        # One transaction inside: when the database fails midway, nothing of the run is kept.
         recorded = record_detection_run(data=parse_body(raw))
     except InvalidRunBody as error:
         return JsonResponse({"errors": error.errors}, status=400)
     except DetectionNotFound as error:
         return JsonResponse({"errors": error.errors}, status=404)
     return JsonResponse(recorded.as_response(), status=201 if recorded.created else 200)
+
+
+def _read_body(request: HttpRequest) -> bytes | JsonResponse:
+    """The body's bytes, or the answer refusing it (413 past MAX_BODY_BYTES)."""
+    too_large = _errors(413, body=f"The body is over {MAX_BODY_BYTES} bytes; send less.")
+    if _is_chunked(request):
+        # Django reads only as far as Content-Length, which a chunked body has none of, so it
+        # would read nothing; the server's own stream ends where the chunks do, when the server
+        # says so (wsgi.input_terminated). Otherwise it would be read into the next request.
+        if not request.environ.get("wsgi.input_terminated"):
+            return _errors(
+                411, body="This server cannot read chunked bodies; send a Content-Length."
+            )
+        stream = request.environ["wsgi.input"]
+    elif _declared_length(request) > MAX_BODY_BYTES:
+        return too_large
+    else:
+        # Read directly rather than through request.body, whose own limit
+        # (DATA_UPLOAD_MAX_MEMORY_SIZE) would answer 400 instead of 413.
+        stream = request
+    try:
+        raw = _read_at_most(stream, MAX_BODY_BYTES + 1)
+    except UnreadablePostError:
+        return _errors(400, body="The body could not be read completely.")
+    if len(raw) > MAX_BODY_BYTES:
+        return too_large
+    return raw
+
+
+def _read_at_most(stream, limit: int) -> bytes:
+    """Read until the stream ends or `limit` bytes have arrived, whichever is first."""
+    parts: list[bytes] = []
+    received = 0
+    while received < limit:
+        try:
+            part = stream.read(min(_READ_SIZE, limit - received))
+        except UnreadablePostError:
+            raise
+        except Exception as error:
+            # A server's own stream raises its own errors (a broken chunk, a client gone); each
+            # means the same to the engine: the body did not arrive whole.
+            raise UnreadablePostError(str(error)) from error
+        if not part:
+            break
+        parts.append(part)
+        received += len(part)
+    return b"".join(parts)
+
+
+def _is_chunked(request: HttpRequest) -> bool:
+    """Whether the body is sent in chunks (the last transfer coding is chunked)."""
+    codings = request.META.get("HTTP_TRANSFER_ENCODING", "")
+    return codings.rsplit(",", 1)[-1].strip().lower() == "chunked"
 
 
 def _refused_authorization(request: HttpRequest) -> JsonResponse | None:

@@ -2,13 +2,23 @@
 
 import uuid
 
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 
 from destinations.pagerduty.events import REPLAY_LINK_MAX_LENGTH
 
 # Counts and thresholds are stored as 64-bit integers; larger numbers are refused at the door.
 MAX_COUNT = 2**63 - 1
+
+
+class ReplayLinkValidator(URLValidator):
+    """An absolute http(s) URL of up to REPLAY_LINK_MAX_LENGTH characters."""
+
+    # Django's own URL validator stops at 2,048 characters; engines' replay links can be longer.
+    max_length = REPLAY_LINK_MAX_LENGTH
+
+    def __init__(self, **kwargs):
+        super().__init__(schemes=["http", "https"], **kwargs)
 
 
 class Severity(models.TextChoices):
@@ -95,8 +105,13 @@ class DetectionRun(models.Model):
     )
     search_id = models.CharField(max_length=255, blank=True)
     trace_id = models.CharField(max_length=255, blank=True)
+    # The first errors the engine sent, each bounded; errors_total counts all it sent.
     errors = models.JSONField(default=list, blank=True)
-    replay_link = models.URLField(max_length=REPLAY_LINK_MAX_LENGTH, blank=True)
+    errors_total = models.PositiveIntegerField(default=0)
+    # Text with its own validator, not a URLField, whose validator refuses past 2,048 characters.
+    replay_link = models.CharField(
+        max_length=REPLAY_LINK_MAX_LENGTH, blank=True, validators=[ReplayLinkValidator()]
+    )
     recorded_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -26,6 +26,7 @@ _COMPARED_FIELDS = (
     "search_id",
     "trace_id",
     "errors",
+    "errors_total",
     "replay_link",
 )
 
@@ -139,6 +140,7 @@ def record_detection_run(*, data: object) -> RecordedRun:
                 search_id=fields.search_id,
                 trace_id=fields.trace_id,
                 errors=fields.errors,
+                errors_total=fields.errors_total,
                 replay_link=fields.replay_link,
             )
             deliveries = enqueue_run_deliveries(run)

@@ -11,19 +11,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 
 from destinations.pagerduty.events import REPLAY_LINK_MAX_LENGTH
 
-from .models import MAX_COUNT, MatchExhaustiveness, RunType
+from .models import MAX_COUNT, MatchExhaustiveness, ReplayLinkValidator, RunType
 
 # A run outcome is a few KB; a megabyte leaves room for long error lists and stops abuse early.
 MAX_BODY_BYTES = 1024 * 1024
 # The model's text columns (run_id, search_id, trace_id, detection name) are 255 characters.
 MAX_TEXT_LENGTH = 255
-# The stored errors stay small enough to show in the admin and to page with (only 10 are sent).
-MAX_ERRORS = 1000
-MAX_ERRORS_BYTES = 256 * 1024
+# Any number of errors of any size is accepted within the body; what is stored is bounded so a
+# run stays quick to show in the admin and to page with (an event sends only the first 10): the
+# first MAX_STORED_ERRORS, each at most MAX_STORED_ERROR_LENGTH characters, and the total count.
+MAX_STORED_ERRORS = 100
+MAX_STORED_ERROR_LENGTH = 16 * 1024
 # Deeper structures are refused: they are never a real engine's error report, and each level
 # costs recursion when the list is stored and when an event is built from it.
 MAX_ERRORS_DEPTH = 32
@@ -46,7 +47,7 @@ OPTIONAL_FIELDS = (
 KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-_URL_VALIDATOR = URLValidator(schemes=["http", "https"])
+_URL_VALIDATOR = ReplayLinkValidator()
 
 
 class InvalidRunBody(ValueError):
@@ -76,7 +77,8 @@ class RunFields:
     match_exhaustiveness: str
     search_id: str
     trace_id: str
-    errors: list
+    errors: list  # the first MAX_STORED_ERRORS, each bounded (see _bounded_error)
+    errors_total: int  # how many errors the engine sent, stored or not
     replay_link: str
 
 
@@ -160,7 +162,8 @@ def validate_run_body(data: object) -> RunFields:
         match_exhaustiveness=cleaned["match_exhaustiveness"] or "",
         search_id=cleaned["search_id"] or "",
         trace_id=cleaned["trace_id"] or "",
-        errors=cleaned["errors"] or [],
+        errors=_bounded_errors(cleaned["errors"] or []),
+        errors_total=len(cleaned["errors"] or []),
         replay_link=cleaned["replay_link"] or "",
     )
 
@@ -242,21 +245,29 @@ def _optional_choice(choices: list[str]) -> Callable[[object], str]:
 def _errors(value: object) -> list:
     if not isinstance(value, list):
         raise _FieldError(f"It must be a list of strings or JSON objects; got {_json_type(value)}.")
-    if len(value) > MAX_ERRORS:
-        raise _FieldError(f"It has {len(value)} items; at most {MAX_ERRORS} are accepted.")
     for index, item in enumerate(value):
         if not isinstance(item, str | dict):
             raise _FieldError(
                 f"Item {index} is {_json_type(item)}; each error must be a string or a JSON object."
             )
     _check_storable_tree(value)
-    size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
-    if size > MAX_ERRORS_BYTES:
-        raise _FieldError(
-            f"It is {size} bytes as JSON; at most {MAX_ERRORS_BYTES} are accepted. "
-            f"Send the first errors and a count instead."
-        )
     return value
+
+
+def _bounded_errors(errors: list) -> list:
+    """The first MAX_STORED_ERRORS errors, each cut to MAX_STORED_ERROR_LENGTH characters."""
+    return [_bounded_error(error) for error in errors[:MAX_STORED_ERRORS]]
+
+
+def _bounded_error(error: str | dict) -> str | dict:
+    """The error itself when it is short enough, else its start (an object's JSON text) and …."""
+    if isinstance(error, str):
+        return _shorten(error, MAX_STORED_ERROR_LENGTH)
+    text = json.dumps(error, ensure_ascii=False)
+    # An object is kept whole or not at all: half an object is not valid JSON, its text is.
+    if len(text) <= MAX_STORED_ERROR_LENGTH:
+        return error
+    return _shorten(text, MAX_STORED_ERROR_LENGTH)
 
 
 def _replay_link(value: object) -> str:
@@ -374,8 +385,8 @@ def _json_type(value: object) -> str:
     return type(value).__name__
 
 
-def _shorten(text: str) -> str:
-    return text if len(text) <= ECHO_LENGTH else text[: ECHO_LENGTH - 1] + "…"
+def _shorten(text: str, max_length: int = ECHO_LENGTH) -> str:
+    return text if len(text) <= max_length else text[: max_length - 1] + "…"
 
 
 def _echo(value: object) -> str:

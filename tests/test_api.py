@@ -17,7 +17,7 @@ from destinations.models import Delivery, DeliveryStatus
 from detections import api, services
 from detections.models import MAX_COUNT, ApiToken, DetectionRun
 from detections.tokens import create_api_token
-from detections.validation import MAX_BODY_BYTES, MAX_ERRORS, MAX_ERRORS_BYTES
+from detections.validation import MAX_BODY_BYTES
 from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
 from tests.delivery_helpers import make_destination
 
@@ -299,12 +299,9 @@ REFUSALS = [
     ({"trace_id": ["t"]}, "trace_id", "string"),
     ({"errors": "boom"}, "errors", "list"),
     ({"errors": [1]}, "errors", "Item 0"),
-    ({"errors": ["x"] * (MAX_ERRORS + 1)}, "errors", "at most 1000"),
-    ({"errors": ["x" * MAX_ERRORS_BYTES]}, "errors", "bytes"),
     ({"errors": [{"a": nested(40)}]}, "errors", "nested"),
     ({"replay_link": "ftp://siem.example.com/r/1"}, "replay_link", "http(s) URL"),
     ({"replay_link": "/replay/1"}, "replay_link", "http(s) URL"),
-    ({"replay_link": "https://x.example.com/" + "a" * 900}, "replay_link", "at most 900"),
     ({"detection_name": ...}, "detection", "Give detection_id or detection_name"),
     ({"detection_id": str(uuid.uuid4())}, "detection", "not both"),
     ({"detection_name": ..., "detection_id": "42"}, "detection_id", "not a UUID"),

@@ -473,34 +473,38 @@ def test_a_long_name_is_shortened_never_the_link():
     assert summary.endswith(f"N{ELLIPSIS} - {LINK}")
 
 
-def test_the_longest_link_the_intake_accepts_fits_beside_a_long_name():
-    link = "https://app.example.com/replay/" + "a" * (REPLAY_LINK_MAX_LENGTH - 31)
-    assert len(link) == REPLAY_LINK_MAX_LENGTH
+def test_a_link_that_fits_beside_a_one_character_name_is_kept_whole():
+    prefix = "[CRITICAL] "
+    link = "https://app.example.com/replay/"
+    link += "a" * (SUMMARY_MAX_LENGTH - len(prefix) - len(" - ") - 1 - len(link))
     event = trigger(
         replace(REFERENCE_RUN, severity="CRITICAL", detection_name="N" * 255, replay_link=link)
     )
     summary = event["payload"]["summary"]
     assert len(summary) == SUMMARY_MAX_LENGTH
-    assert summary.startswith("[CRITICAL] NNN")
-    assert summary.endswith(f"N{ELLIPSIS} - {link}")
+    assert summary == f"{prefix}{ELLIPSIS} - {link}"
 
 
-def test_a_link_too_long_for_the_summary_stays_whole_everywhere_else():
-    # The intake refuses such links; the builder still makes a valid event without cutting one.
+def test_a_link_too_long_for_the_summary_is_cut_there_and_whole_everywhere_else():
     link = "https://app.example.com/replay/" + "a" * 1100
     event = trigger(replace(REFERENCE_RUN, replay_link=link))
-    assert event["payload"]["summary"] == f"[HIGH] {NAME}"
+    summary = event["payload"]["summary"]
+    assert len(summary) == SUMMARY_MAX_LENGTH
+    assert summary.startswith(f"[HIGH] {NAME} - https://app.example.com/replay/aaa")
+    assert summary.endswith("a" + ELLIPSIS)
     assert event["payload"]["source"] == link
     assert event["links"] == [{"href": link, "text": "Replay the detection run"}]
     assert details_of(event)["replay_link"] == link
 
 
-def test_a_link_too_long_for_the_summary_still_leaves_a_long_name_within_bounds():
-    link = "https://app.example.com/replay/" + "a" * 1100
+def test_beside_a_cut_link_a_long_name_keeps_its_first_characters():
+    link = "https://app.example.com/replay/" + "a" * REPLAY_LINK_MAX_LENGTH
     event = trigger(replace(REFERENCE_RUN, detection_name="N" * 5000, replay_link=link))
     summary = event["payload"]["summary"]
     assert len(summary) == SUMMARY_MAX_LENGTH
-    assert summary.endswith("N" + ELLIPSIS)
+    assert summary.startswith(f"[HIGH] {'N' * 31}{ELLIPSIS} - https://app.example.com/replay/aaa")
+    assert summary.endswith("a" + ELLIPSIS)
+    assert event["payload"]["source"] == link
 
 
 # Serialization.
@@ -716,7 +720,14 @@ def test_any_run_gives_a_valid_event_within_limits(run, options):
     assert len(payload["summary"]) <= SUMMARY_MAX_LENGTH
     assert event["dedup_key"] == dedup_key_for(run.detection_name)
     if run.replay_link:
-        assert payload["summary"].endswith(f" - {run.replay_link}")
+        # Whole when it fits beside a one-character name (§5), else cut there and only there.
+        room = SUMMARY_MAX_LENGTH - len(f"[{run.severity}] ") - len(" - ") - len(run.replay_link)
+        if room >= min(len(run.detection_name), 1):
+            assert payload["summary"].endswith(f" - {run.replay_link}")
+        else:
+            cut = payload["summary"].rpartition(" - ")[2]
+            assert cut.endswith(ELLIPSIS)
+            assert run.replay_link.startswith(cut[: -len(ELLIPSIS)])
         assert payload["source"] == run.replay_link
         assert event["links"] == [{"href": run.replay_link, "text": "Replay the detection run"}]
     else:

@@ -23,7 +23,14 @@ from destinations.pagerduty.events import RESERVED_DETAIL_KEYS, serialize_event
 from detections import api
 from detections.models import MAX_COUNT, DetectionRun
 from detections.tokens import create_api_token
-from detections.validation import ECHO_LENGTH, KNOWN_FIELDS, MAX_BODY_BYTES, REQUIRED_FIELDS
+from detections.validation import (
+    ECHO_LENGTH,
+    KNOWN_FIELDS,
+    MAX_BODY_BYTES,
+    MAX_STORED_ERROR_LENGTH,
+    MAX_STORED_ERRORS,
+    REQUIRED_FIELDS,
+)
 from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
 from tests.delivery_helpers import make_destination, make_detection
 from tests.fake_pagerduty import validate_event
@@ -236,6 +243,14 @@ def as_numbers(value):
     return json.loads(json.dumps(value), parse_float=Decimal, parse_int=Decimal)
 
 
+def bounded_error(error):
+    """An error as it is stored: whole within MAX_STORED_ERROR_LENGTH, else its start and …."""
+    text = error if isinstance(error, str) else json.dumps(error, ensure_ascii=False)
+    if len(text) <= MAX_STORED_ERROR_LENGTH:
+        return error
+    return text[: MAX_STORED_ERROR_LENGTH - 1] + "…"
+
+
 def echoed(name: str) -> str:
     """A field name as the API repeats it back: shortened past ECHO_LENGTH characters."""
     return name if len(name) <= ECHO_LENGTH else name[: ECHO_LENGTH - 1] + "…"
@@ -275,10 +290,14 @@ def test_one_hostile_field_is_refused_by_name_or_stored_exactly(client, token, d
         assert stored() == (runs + 1, deliveries + pages)
         assert len(answer["deliveries"]) == pages
         run = DetectionRun.objects.get(run_id=body["run_id"])
-        # What was accepted is stored exactly, unicode and all, on either database.
+        # What was accepted is stored exactly, unicode and all, on either database; errors
+        # within their bounds (the first ones, each shortened past its limit) and their count.
         if field in ("search_id", "trace_id", "replay_link", "errors", "match_count"):
             absent = [] if field == "errors" else ""  # null for an optional field means absent
             expected = absent if body[field] is None else body[field]
+            if field == "errors":
+                assert run.errors_total == len(expected)
+                expected = [bounded_error(error) for error in expected[:MAX_STORED_ERRORS]]
             assert as_numbers(getattr(run, field)) == as_numbers(expected)
         # And every page it queued is one PagerDuty takes: an accepted run is never undeliverable.
         for delivery in run.deliveries.all():

@@ -19,8 +19,8 @@ ROUTING_KEY_LENGTH = 32
 
 # Errors beyond this many are counted, not sent: an on-call reader needs the first few, not all.
 MAX_ERRORS = 10
-# The intake refuses longer links so "[SEV] name - link" always fits 1024 characters.
-REPLAY_LINK_MAX_LENGTH = 900
+# The longest replay link the intake accepts; longer than a summary, which then cuts it (§5).
+REPLAY_LINK_MAX_LENGTH = 8192
 
 TRUNCATED_KEY = "_truncated"
 ERRORS_TOTAL_KEY = "errors_total"
@@ -63,8 +63,8 @@ RESERVED_DETAIL_KEYS: frozenset[str] = frozenset(
     }
 )
 
-# A summary keeps the link only if the name keeps at least this much of itself beside it; a
-# summary that no longer says which detection fired is worse than one without the link.
+# When a link is too long for any summary and must be cut, the name keeps this much of itself:
+# a summary that no longer says which detection fired helps nobody.
 SUMMARY_MIN_NAME_LENGTH = 32
 
 # When details are shrunk, no kept value is cut below this many bytes (or a quarter of its
@@ -119,6 +119,7 @@ class RunFacts:
     search_id: str | None = None
     trace_id: str | None = None
     errors: list = field(default_factory=list)  # strings or JSON objects, as the engine sent them
+    errors_total: int | None = None  # how many the engine sent, when more than `errors` holds
     replay_link: str | None = None
 
 
@@ -241,19 +242,22 @@ def _shorten(text: str, max_length: int) -> str:
 
 
 def _trigger_summary(*, severity: str, name: str, link: str | None) -> str:
-    """Spell "[SEVERITY] name - link" in at most 1024 characters, shortening the name only.
+    """Spell "[SEVERITY] name - link" in at most 1024 characters, shortening the name, not the link.
 
-    A link too long to leave the name its SUMMARY_MIN_NAME_LENGTH (the intake refuses those) is
-    left out of the summary rather than cut: a cut link leads nowhere, and it stays whole in the
-    links, the source and the details.
+    Only a link too long to fit even beside a one-character name is cut (ending in …); the name
+    then keeps up to SUMMARY_MIN_NAME_LENGTH characters, as the cut link no longer leads anywhere
+    and the summary must still say which detection fired. Links, source and details keep it whole.
     """
     prefix = f"[{severity}] "
-    if link:
-        suffix = f" - {link}"
-        name_room = SUMMARY_MAX_LENGTH - len(prefix) - len(suffix)
-        if name_room >= min(len(name), SUMMARY_MIN_NAME_LENGTH):
-            return prefix + _shorten(name, name_room) + suffix
-    return prefix + _shorten(name, SUMMARY_MAX_LENGTH - len(prefix))
+    if not link:
+        return prefix + _shorten(name, SUMMARY_MAX_LENGTH - len(prefix))
+    separator = " - "
+    name_room = SUMMARY_MAX_LENGTH - len(prefix) - len(separator) - len(link)
+    if name_room >= min(len(name), 1):
+        return prefix + _shorten(name, name_room) + separator + link
+    short_name = _shorten(name, SUMMARY_MIN_NAME_LENGTH)
+    link_room = SUMMARY_MAX_LENGTH - len(prefix) - len(short_name) - len(separator)
+    return prefix + short_name + separator + _shorten(link, link_room)
 
 
 def _pagerduty_severity(options: DestinationOptions, *, default: str) -> str:
@@ -335,8 +339,10 @@ def _run_details(run: RunFacts, link: str | None) -> dict[str, JSONValue]:
     details = {name: value for name, value in facts.items() if not _is_absent(value)}
     if run.errors:
         details["errors"] = list(run.errors[:MAX_ERRORS])
-        if len(run.errors) > MAX_ERRORS:
-            details[ERRORS_TOTAL_KEY] = len(run.errors)
+        # The engine's own count: the stored list may hold only the first errors it sent.
+        total = max(len(run.errors), run.errors_total or 0)
+        if total > MAX_ERRORS:
+            details[ERRORS_TOTAL_KEY] = total
     return details
 
 

@@ -2,6 +2,7 @@ import json
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import InterfaceError, OperationalError
 
 from detections.services import DetectionNotFound, record_detection_run
 from detections.validation import MAX_BODY_BYTES, InvalidRunBody, parse_body
@@ -29,6 +30,12 @@ class Command(BaseCommand):
             recorded = record_detection_run(data=parse_body(raw))
         except (InvalidRunBody, DetectionNotFound) as error:
             raise CommandError(describe_refusal(error.errors)) from None
+        except (OperationalError, InterfaceError) as error:
+            # As the API's 503: a reason to run it again later, not a refusal of the body.
+            raise CommandError(
+                f"The database is unreachable ({type(error).__name__}); nothing was stored. "
+                "Run the command again later."
+            ) from None
         if not recorded.created:
             self.stderr.write(f"Run {recorded.run.run_id!r} was recorded before; nothing new.")
         self.stdout.write(json.dumps(recorded.as_response(), indent=2))
