@@ -123,6 +123,20 @@ class UnreadableRoutingKey(PagerDutyError):
         return f"Not sent: {self.message}"
 
 
+class MissingRoutingKey(PagerDutyError):
+    """The destination has no routing key (an empty one), so nothing was sent."""
+
+    # Retried like an unreadable key: entering the key makes the next attempt succeed.
+    retryable = True
+    hint = "Enter the routing key on the destination (or run: manage.py rotate_routing_key)."
+
+    def __init__(self) -> None:
+        super().__init__("the destination has no routing key")
+
+    def _sentence(self) -> str:
+        return f"Not sent: {self.message}"
+
+
 @dataclass
 class AttemptResult:
     """What one HTTP attempt came to, before any decision about retrying."""
@@ -160,9 +174,13 @@ def send_event(
     routing_key: str | None = None,
 ) -> AttemptResult:
     """Post one event to the destination's PagerDuty URL (with its key, or the one given)."""
-    routing_key = routing_key or destination.readable_routing_key()
+    if routing_key is None:
+        routing_key = destination.readable_routing_key()
     if routing_key is None:
         return unreadable_key_result()
+    if not routing_key.strip():
+        # An empty key would reach PagerDuty as routing_key "" (a restore of an old dump does that).
+        return AttemptResult(started_at=timezone.now(), accepted=False, error=MissingRoutingKey())
     started_at = timezone.now()
     body = serialize_event(event, routing_key=routing_key)
     try:
