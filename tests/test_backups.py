@@ -1,4 +1,4 @@
-"""Backups: dumpdata carries each routing key as a token, and loaddata restores destinations that page."""
+"""Backups: dumpdata carries each key as a token; loaddata restores destinations that page."""
 
 import json
 from datetime import timedelta
