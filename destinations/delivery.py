@@ -128,7 +128,10 @@ class MissingRoutingKey(PagerDutyError):
 
     # Retried like an unreadable key: entering the key makes the next attempt succeed.
     retryable = True
-    hint = "Enter the routing key on the destination (or run: manage.py rotate_routing_key)."
+    hint = (
+        "Enter the routing key on the destination in the admin, or run: python manage.py "
+        "rotate_routing_key DESTINATION"
+    )
 
     def __init__(self) -> None:
         super().__init__("the destination has no routing key")
