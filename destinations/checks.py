@@ -1,4 +1,4 @@
-"""System checks: encryption keys present and valid; routing keys not older than the limit."""
+"""System checks: encryption keys valid; routing keys present, readable and not too old."""
 
 from datetime import timedelta
 
@@ -34,23 +34,38 @@ def check_routing_keys_readable(app_configs=None, **kwargs):
         )
     except DatabaseError:
         return []
-    unreadable = []
+    unreadable, empty = [], []
     for name, token in tokens:
         try:
-            decrypt(token)
+            key = decrypt(token) if token is not None else ""
         except DecryptionError:
             unreadable.append(name)
-    if not unreadable:
-        return []
-    return [
-        Warning(
-            f"{len(unreadable)} destination(s) have routing keys that no key in "
-            f"FIELD_ENCRYPTION_KEYS can decrypt, so they cannot page: {', '.join(unreadable)}.",
-            hint="Add the encryption key that stored them back to FIELD_ENCRYPTION_KEYS (after "
-            "the first key), or enter their routing keys again in the admin.",
-            id="destinations.W002",
+            continue
+        if not key.strip():
+            empty.append(name)
+    problems = []
+    if unreadable:
+        problems.append(
+            Error(
+                f"{len(unreadable)} destination(s) have routing keys that no key in "
+                f"FIELD_ENCRYPTION_KEYS can decrypt, so they cannot page: {', '.join(unreadable)}.",
+                hint="Add the encryption key that stored them back to FIELD_ENCRYPTION_KEYS "
+                "(after the first key), or enter their routing keys again in the admin.",
+                id="destinations.E002",
+            )
         )
-    ]
+    if empty:
+        problems.append(
+            Error(
+                f"{len(empty)} destination(s) have no routing key, so they cannot page: "
+                f"{', '.join(empty)}.",
+                # A dump taken before dumpdata carried keys restores every key empty.
+                hint="Enter their routing keys in the admin, or run: python manage.py "
+                "rotate_routing_key DESTINATION",
+                id="destinations.E003",
+            )
+        )
+    return problems
 
 
 @register()

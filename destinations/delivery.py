@@ -131,6 +131,23 @@ class UnreadableRoutingKey(PagerDutyError):
         return f"Not sent: {self.message}"
 
 
+class MissingRoutingKey(PagerDutyError):
+    """The destination has no routing key (an empty one), so nothing was sent."""
+
+    # Retried like an unreadable key: entering the key makes the next attempt succeed.
+    retryable = True
+    hint = (
+        "Enter the routing key on the destination in the admin, or run: python manage.py "
+        "rotate_routing_key DESTINATION"
+    )
+
+    def __init__(self) -> None:
+        super().__init__("the destination has no routing key")
+
+    def _sentence(self) -> str:
+        return f"Not sent: {self.message}"
+
+
 @dataclass
 class AttemptResult:
     """What one HTTP attempt came to, before any decision about retrying."""
@@ -174,9 +191,14 @@ def send_event(
     """
     started_at = timezone.now()
     try:
-        routing_key = routing_key or (read_routing_key or destination.readable_routing_key)()
+        if routing_key is None:
+            routing_key = (read_routing_key or destination.readable_routing_key)()
         if routing_key is None:
             return unreadable_key_result()
+        if not routing_key.strip():
+            # An empty key would reach PagerDuty as routing_key "" (a restore of an old dump
+            # does that); it is refused like an unreadable one, and retried.
+            return AttemptResult(started_at=started_at, accepted=False, error=MissingRoutingKey())
         return _post_event(event, destination, routing_key=routing_key, client=client)
     except Exception as error:
         # This is where a failure no one foresaw (a bad region, a parser bug, anything) becomes

@@ -1,5 +1,7 @@
 """Fernet encryption of secrets at rest, with keys from FIELD_ENCRYPTION_KEYS (newest first)."""
 
+import base64
+import binascii
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -7,6 +9,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 SETTING = "FIELD_ENCRYPTION_KEYS"
+# A Fernet token is a version byte (0x80), a timestamp (8), an IV (16), at least one cipher block
+# (16) and an HMAC (32): never as short as a secret such as a 32-character routing key.
+_TOKEN_VERSION = 0x80
+_TOKEN_MIN_BYTES = 1 + 8 + 16 + 16 + 32
 HOW_TO_GENERATE = (
     'generate one with: python -c "from cryptography.fernet import Fernet; '
     'print(Fernet.generate_key().decode())"'
@@ -20,9 +26,10 @@ class EncryptionKeyError(ImproperlyConfigured):
 class DecryptionError(ValueError):
     """A stored value cannot be decrypted with any key in FIELD_ENCRYPTION_KEYS."""
 
-    def __init__(self) -> None:
+    def __init__(self, message: str | None = None) -> None:
         super().__init__(
-            f"A stored secret cannot be decrypted with any key in {SETTING}: the key that "
+            message
+            or f"A stored secret cannot be decrypted with any key in {SETTING}: the key that "
             f"encrypted it is missing from the list (add it back after the first key)."
         )
 
@@ -67,6 +74,15 @@ def decrypt(token: str) -> str:
         return fernet().decrypt(token.encode()).decode()
     except InvalidToken:
         raise DecryptionError() from None
+
+
+def looks_like_token(value: str) -> bool:
+    """Whether a value has the shape of a Fernet token (its authenticity is not checked)."""
+    try:
+        raw = base64.urlsafe_b64decode(value.encode("ascii"))
+    except (ValueError, binascii.Error):  # not ASCII, or not base64
+        return False
+    return len(raw) >= _TOKEN_MIN_BYTES and raw[0] == _TOKEN_VERSION
 
 
 def rotate(token: str) -> str:

@@ -25,9 +25,31 @@ class EncryptedTextField(models.TextField):
         return encryption.encrypt(value)
 
     def value_from_object(self, obj):
-        # Forms (model_to_dict) and serializers (dumpdata) read values through here: they never
-        # need the plaintext, and must not carry it. Code that needs the key reads the attribute.
+        # Forms (model_to_dict) read values through here: they never need the plaintext, and
+        # must not carry it. Code that needs the key reads the attribute.
         return ""
+
+    def value_to_string(self, obj):
+        # Serializers (dumpdata) write this: a token under the first key, never the plaintext,
+        # so that loaddata under the same FIELD_ENCRYPTION_KEYS restores the secret (to_python).
+        value = getattr(obj, self.attname)
+        return None if value is None else encryption.encrypt(value)
+
+    def to_python(self, value):
+        # Deserializers (loaddata) hand over what value_to_string wrote. The token is decrypted
+        # here so that save() encrypts the plaintext once; a plain value (a fixture written by
+        # hand) passes through. A token no key decrypts stops the load: restoring it as an
+        # empty or unreadable secret would lose it without a word.
+        if isinstance(value, str) and encryption.looks_like_token(value):
+            try:
+                return encryption.decrypt(value)
+            except encryption.DecryptionError:
+                raise encryption.DecryptionError(
+                    f"{self.model.__name__}.{self.name} holds a token that no key in "
+                    f"{encryption.SETTING} can decrypt: load it with the keys of the database it "
+                    f"was dumped from (a new first key may go before them)."
+                ) from None
+        return super().to_python(value)
 
     def get_lookup(self, lookup_name):
         if lookup_name == "isnull":

@@ -60,6 +60,10 @@ class Destination(models.Model):
                 & models.Q(timeout_seconds__lte=MAX_TIMEOUT_SECONDS),
                 name="destination_timeout_in_range",
             ),
+            # The sender knows only these regions; a fixture or a raw write must not add one.
+            models.CheckConstraint(
+                condition=models.Q(region__in=Region.values), name="destination_region_known"
+            ),
         ]
 
     def __str__(self) -> str:

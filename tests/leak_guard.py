@@ -1,21 +1,29 @@
 """A pytest plugin that fails any test in whose log records a known routing key shows up."""
 
 # Every test runs with a handler on the root logger at DEBUG. A record leaks when its message, its
-# formatted exception or stack, or any extra attribute holds a known key or the key's middle (so a
-# key with a changed first or last characters is caught too; the masked form shows only the last
-# four characters, which is allowed).
+# formatted exception or stack, or any extra attribute holds a known key in any of the forms an echo
+# may give it: in another letter case, JSON-escaped (\u0052), spaced out ("R k 7 …"), or cut
+# short. The text is folded first (escapes undone, everything but letters and digits dropped,
+# lower-cased) and then searched for any run of _RUN consecutive characters of a key, so a key with
+# changed first or last characters is caught too. The masked form shows only the last four
+# characters, which is allowed.
 
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 from collections.abc import Iterator
 
 import pytest
 
-# Characters cut from each end of a key before matching its middle: the masked form shows the
-# last four, and tests derive keys by changing the first two.
-_KEPT_OUT = 4
+# A run of this many characters of a key is a leak. The product masks runs of 12 and more
+# (destinations.routing_keys.KEY_FRAGMENT_MIN); this guard is written on its own, so that a fault
+# in one is not repeated in the other.
+_RUN = 12
+_SEPARATOR_ESCAPE = re.compile(r"\\[nrt/]")
+_ANY_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})")
+_NOT_LETTER_OR_DIGIT = re.compile(r"[^A-Za-z0-9]+")
 # Attributes every LogRecord has; anything else came from `extra=` and is checked too.
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -39,19 +47,31 @@ def known_secrets() -> set[str]:
     return {ROUTING_KEY, OTHER_ROUTING_KEY, *_registered}
 
 
-def secret_fragments(secrets: set[str]) -> set[str]:
-    """Each secret, and its middle when it is long enough that the middle alone identifies it."""
-    fragments = set(secrets)
+def fold(text: str) -> str:
+    """The text with escapes undone, only its ASCII letters and digits kept, lower-cased."""
+    unescaped = _ANY_ESCAPE.sub(lambda m: chr(int(m[1], 16)), _SEPARATOR_ESCAPE.sub("", text))
+    return _NOT_LETTER_OR_DIGIT.sub("", unescaped).lower()
+
+
+def secret_fragments(secrets: set[str]) -> dict[str, set[str]]:
+    """Each secret's runs of _RUN folded characters (the whole of a shorter one), by secret."""
+    fragments = {}
     for secret in secrets:
-        if len(secret) >= 4 * _KEPT_OUT:
-            fragments.add(secret[_KEPT_OUT:-_KEPT_OUT])
+        folded = fold(secret)
+        run = min(_RUN, len(folded))
+        fragments[secret] = {folded[start : start + run] for start in range(len(folded) - run + 1)}
     return fragments
 
 
 def find_secrets(text: str, secrets: set[str] | None = None) -> list[str]:
-    """The known secrets (or their middles) that occur in `text`."""
-    fragments = secret_fragments(known_secrets() if secrets is None else secrets)
-    return sorted(fragment for fragment in fragments if fragment in text)
+    """The masked names (•••• and the last 4) of the known secrets that occur in `text`."""
+    folded = fold(text)
+    found = secret_fragments(known_secrets() if secrets is None else secrets)
+    return sorted(
+        "••••" + secret[-4:]
+        for secret, fragments in found.items()
+        if any(fragment and fragment in folded for fragment in fragments)
+    )
 
 
 def record_text(record: logging.LogRecord) -> str:
@@ -86,7 +106,7 @@ class LeakHandler(logging.Handler):
         if found:
             self.leaks.append(
                 f"{record.name} {record.levelname} at {record.pathname}:{record.lineno} "
-                f"logged {len(found)} secret fragment(s)"
+                f"logged {len(found)} secret(s): {', '.join(found)}"
             )
 
 

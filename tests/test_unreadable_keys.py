@@ -73,11 +73,13 @@ def test_editing_other_fields_keeps_the_unreadable_token_untouched(admin_client,
         assert restored.region == "eu"
 
 
-def test_system_check_names_the_destination(orphaned, capsys):
-    call_command("check")
-    err = capsys.readouterr().err
-    assert "destinations.W002" in err
-    assert "Orphaned" in err
+def test_system_check_names_the_destination(orphaned):
+    from django.core.management.base import SystemCheckError
+
+    with pytest.raises(SystemCheckError) as failed:
+        call_command("check")
+    assert "destinations.E002" in str(failed.value)
+    assert "Orphaned" in str(failed.value)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -33,7 +33,7 @@ from destinations.pagerduty.errors import (
     parse_retry_after,
 )
 from destinations.pagerduty.events import DEDUP_KEY_MAX_LENGTH
-from destinations.routing_keys import MASK, mask_routing_key
+from destinations.routing_keys import MASK, scrub_routing_key
 
 US_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 EU_EVENTS_URL = "https://events.eu.pagerduty.com/v2/enqueue"
@@ -89,22 +89,25 @@ class Accepted:
 
 
 class _Scrubber:
-    """Removes the routing key (and any credentials in the URL) from text that will be kept."""
+    """Masks the routing key (and any credentials in the URL) in text that will be kept.
+
+    The key is masked in the forms an echoing proxy sends it back in too: another letter case,
+    JSON-escaped, spaced out, or cut short (routing_keys.routing_key_pattern).
+    """
 
     def __init__(self, *, routing_key: str, url: str) -> None:
+        self.routing_key = routing_key
         self.replacements: list[tuple[str, str]] = []
-        # An empty key would "match" between every character; there is nothing to hide then.
-        if routing_key:
-            self.replacements.append((routing_key, mask_routing_key(routing_key)))
         parts = urlsplit(url)
         for secret in (parts.password, parts.query):
             if secret:
                 self.replacements.append((secret, MASK))
 
     def __call__(self, text: str) -> str:
+        # The URL's secrets first: a query holding the key is then masked whole.
         for secret, replacement in self.replacements:
             text = text.replace(secret, replacement)
-        return text
+        return scrub_routing_key(text, self.routing_key)
 
 
 def scrub_secrets(text: str, *, routing_key: str | None) -> str:
