@@ -6,8 +6,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from destinations.models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
-from tests.conftest import ROUTING_KEY
-from tests.fake_pagerduty import Fault
+from tests.support.fake_pagerduty import Fault
+from tests.support.routing_keys import ROUTING_KEY
 
 LIST_URL = reverse("admin:destinations_destination_changelist")
 
@@ -124,7 +124,7 @@ def test_admin_action_sends_one_test_per_selected_destination(
     admin_client, destination, fake_pagerduty
 ):
     from destinations.models import Destination
-    from tests.conftest import OTHER_ROUTING_KEY
+    from tests.support.routing_keys import OTHER_ROUTING_KEY
 
     other = Destination(name="Platform on-call")
     other.set_routing_key(OTHER_ROUTING_KEY)

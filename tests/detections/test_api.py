@@ -18,8 +18,8 @@ from detections import api, services
 from detections.models import MAX_COUNT, ApiToken, DetectionRun
 from detections.tokens import create_api_token
 from detections.validation import MAX_BODY_BYTES, MAX_ERRORS, MAX_ERRORS_BYTES
-from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
-from tests.delivery_helpers import make_destination
+from tests.support.factories import make_destination
+from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
 
 URL = "/api/v1/detection-runs"
 NAME = "Suspicious Login Attempts"
@@ -32,7 +32,7 @@ def token(db) -> str:
 
 @pytest.fixture
 def detection(destination):
-    from tests.delivery_helpers import make_detection
+    from tests.support.factories import make_detection
 
     second = make_destination("Platform on-call", OTHER_ROUTING_KEY)
     disabled = make_destination("Retired rota", "A" * 32, enabled=False)
@@ -241,7 +241,7 @@ def test_a_repeat_that_loses_the_race_for_the_run_id_gets_the_stored_run(
 
 @pytest.mark.django_db(transaction=True)
 def test_simultaneous_posts_of_one_run_id_store_one_run(destination):
-    from tests.delivery_helpers import make_detection
+    from tests.support.factories import make_detection
 
     make_detection(NAME, destination)
     raw_token = create_api_token(name="engine")

@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 from destinations.models import Delivery
 from detections.models import ApiToken, DetectionRun
 from detections.tokens import authenticate_token
-from tests.delivery_helpers import make_detection
+from tests.support.factories import make_detection
 
 NAME = "Suspicious Login Attempts"
 BODY = {

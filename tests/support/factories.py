@@ -3,9 +3,11 @@
 from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
+from django.utils import timezone
 
 from destinations.delivery import enqueue_run_deliveries
 from destinations.models import Delivery, DeliveryKind, Destination
+from destinations.worker import Worker
 from detections.models import Detection, DetectionRun
 from detections.outcomes import evaluate_outcome
 
@@ -62,3 +64,9 @@ def queue_event(destination: Destination, dedup_key: str, *, summary: str = "que
     return Delivery.objects.create(
         destination=destination, kind=DeliveryKind.TRIGGER, event=event, dedup_key=dedup_key
     )
+
+
+def drain(at=None, concurrency: int = 2):
+    """Run the worker once, as `deliver_alerts --once` would, at a given moment."""
+    clock = (lambda: at) if at else timezone.now
+    return Worker(concurrency=concurrency, poll_interval=0.01, now=clock).run(once=True)

@@ -34,7 +34,7 @@ def register_secret(secret: str) -> None:
 
 def known_secrets() -> set[str]:
     """The routing keys of the suite's fixtures and those the current test registered."""
-    from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
+    from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
 
     return {ROUTING_KEY, OTHER_ROUTING_KEY, *_registered}
 

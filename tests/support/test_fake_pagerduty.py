@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.fake_pagerduty import FakePagerDuty, Fault, validate_event
+from tests.support.fake_pagerduty import FakePagerDuty, Fault, validate_event
 
 FAKE_DIR = Path(__file__).parent / "fake_pagerduty"
-REPO_ROOT = Path(__file__).parent.parent
+REPO_ROOT = Path(__file__).parents[2]
 ROUTING_KEY = "R0123456789ABCDEF0123456789ABCDE"
 
 
@@ -375,9 +375,9 @@ def test_pytest_fixture_points_settings_at_the_fake(
 
 
 def run_module(*args: str) -> subprocess.Popen[str]:
-    """Start `python -m tests.fake_pagerduty` from the repository root."""
+    """Start `python -m tests.support.fake_pagerduty` from the repository root."""
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_pagerduty", *args],
+        [sys.executable, "-m", "tests.support.fake_pagerduty", *args],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -3,11 +3,15 @@
 import os
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_database_url() -> str:
@@ -35,3 +39,41 @@ def start_worker(*args: str, events_url: str, **env: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+class RunningWorker:
+    """A `deliver_alerts` process whose output is read as it comes, so its pipes never fill."""
+
+    def __init__(self, events_url: str, *args: str, **env: str) -> None:
+        self.process = start_worker(*args, events_url=events_url, **env)
+        self.output: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream,), daemon=True)
+            for stream in (self.process.stdout, self.process.stderr)
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream) -> None:
+        self.output.append(stream.read())
+
+    def stop(self, signum: int) -> str:
+        """Send the signal, wait for the process to end, and return everything it wrote."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for reader in self._readers:
+            reader.join(timeout=10)
+        return "".join(self.output)
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)

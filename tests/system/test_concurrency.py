@@ -15,11 +15,10 @@ from django.db import connection, transaction
 
 from destinations.models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
 from destinations.worker import LOST_LEASE_ERROR, Worker
-from tests.conftest import ROUTING_KEY
-from tests.delivery_helpers import make_destination, queue_event
-from tests.leak_guard import register_secret
-from tests.test_crash import RunningWorker, wait_until
-from tests.worker_process import start_worker
+from tests.support.factories import make_destination, queue_event
+from tests.support.leak_guard import register_secret
+from tests.support.routing_keys import ROUTING_KEY
+from tests.support.worker_process import RunningWorker, start_worker, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -7,20 +7,17 @@
 
 import random
 import signal
-import subprocess
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 
 import pytest
 
 from destinations.models import Delivery, DeliveryAttempt, DeliveryStatus
 from destinations.worker import LOST_LEASE_ERROR
-from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
-from tests.delivery_helpers import make_destination, queue_event
-from tests.leak_guard import find_secrets, register_secret
-from tests.worker_process import start_worker
+from tests.support.factories import make_destination, queue_event
+from tests.support.leak_guard import find_secrets, register_secret
+from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
+from tests.support.worker_process import RunningWorker, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -40,44 +37,6 @@ WORKER_ENV = {
     # Everything the worker can log, so the leak check below reads all of it.
     "LOG_LEVEL": "DEBUG",
 }
-
-
-class RunningWorker:
-    """A `deliver_alerts` process whose output is read as it comes, so its pipes never fill."""
-
-    def __init__(self, events_url: str, *args: str, **env: str) -> None:
-        self.process = start_worker(*args, events_url=events_url, **env)
-        self.output: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read, args=(stream,), daemon=True)
-            for stream in (self.process.stdout, self.process.stderr)
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _read(self, stream) -> None:
-        self.output.append(stream.read())
-
-    def stop(self, signum: int) -> str:
-        """Send the signal, wait for the process to end, and return everything it wrote."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        for reader in self._readers:
-            reader.join(timeout=10)
-        return "".join(self.output)
-
-
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def delivered() -> int:

@@ -18,10 +18,10 @@ from django.utils import timezone
 
 from destinations.models import Delivery, DeliveryAttempt, DeliveryStatus
 from destinations.worker import Worker
-from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
-from tests.delivery_helpers import make_destination, queue_event
-from tests.fake_pagerduty import Fault
-from tests.leak_guard import register_secret
+from tests.support.factories import make_destination, queue_event
+from tests.support.fake_pagerduty import Fault
+from tests.support.leak_guard import register_secret
+from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

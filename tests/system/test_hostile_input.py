@@ -24,9 +24,9 @@ from detections import api
 from detections.models import MAX_COUNT, DetectionRun
 from detections.tokens import create_api_token
 from detections.validation import ECHO_LENGTH, KNOWN_FIELDS, MAX_BODY_BYTES, REQUIRED_FIELDS
-from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
-from tests.delivery_helpers import make_destination, make_detection
-from tests.fake_pagerduty import validate_event
+from tests.support.factories import make_destination, make_detection
+from tests.support.fake_pagerduty import validate_event
+from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
 
 URL = "/api/v1/detection-runs"
 NAME = "Suspicious Login Attempts"

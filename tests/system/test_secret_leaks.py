@@ -1,7 +1,7 @@
 """No routing key leaks: not in pages, API answers, stored rows, dumps, reprs, errors or logs."""
 
-# The logs are guarded for every test of the suite by tests/leak_guard.py; the first test here
-# proves that guard really fails a test that logs a key. The others put real keys through every
+# The logs are guarded for every test of the suite by tests/support/leak_guard.py; the first test
+# here proves that guard really fails a test that logs a key. The others put real keys through every
 # path (deliveries, failures, test alerts, a PagerDuty that echoes the key back) and then read
 # everything a person or another program could see.
 
@@ -29,13 +29,12 @@ from destinations.pagerduty.client import PagerDutyClient
 from destinations.pagerduty.errors import PagerDutyError
 from destinations.pagerduty.events import serialize_event
 from detections.tokens import create_api_token
-from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
-from tests.delivery_helpers import make_destination, make_detection, record_run
-from tests.fake_pagerduty import Fault
-from tests.leak_guard import find_secrets, register_secret
-from tests.test_worker import drain
+from tests.support.factories import drain, make_destination, make_detection, record_run
+from tests.support.fake_pagerduty import Fault
+from tests.support.leak_guard import find_secrets, register_secret
+from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # A key typed into the form but never stored, and one a rotation brings in.
 TYPED_KEY = "Tq4Wd8Lm2Xc6Vb0Nz3Hs7Jk1Pf5Gr9Ya"
 ROTATED_KEY = "Uo3Ie5Aw7Sy9Dx1Fc2Gv4Hb6Jn8Km0Lq"
@@ -89,7 +88,7 @@ def test_the_log_guard_fails_a_test_that_logs_a_key(tmp_path):
             """
         )
     )
-    plugins = ["-p", "tests.leak_guard", "-p", "no:django", "-p", "no:cacheprovider"]
+    plugins = ["-p", "tests.support.leak_guard", "-p", "no:django", "-p", "no:cacheprovider"]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", *plugins, "-q", "-rE", str(tmp_path / "test_guarded.py")],
         cwd=ROOT,

@@ -14,7 +14,7 @@ from django.core.management import call_command
 
 from project import envfile
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_env_file_is_generated_once_and_never_overwritten(tmp_path, monkeypatch):

@@ -7,10 +7,9 @@ from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 from destinations.models import Delivery, DeliveryAttempt, DeliveryStatus
-from tests.conftest import ROUTING_KEY
-from tests.delivery_helpers import make_destination, make_detection, queue_event, record_run
-from tests.fake_pagerduty import Fault
-from tests.test_worker import drain
+from tests.support.factories import drain, make_destination, make_detection, queue_event, record_run
+from tests.support.fake_pagerduty import Fault
+from tests.support.routing_keys import ROUTING_KEY
 
 LOG_URL = reverse("admin:destinations_delivery_changelist")
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from destinations.models import Destination
-from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
+from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
 
 ADD_URL = reverse("admin:destinations_destination_add")
 LIST_URL = reverse("admin:destinations_destination_changelist")

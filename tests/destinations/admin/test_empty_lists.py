@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from destinations.pagerduty.events import EVENT_MAX_BYTES, dedup_key_for, serialize_event
 from destinations.preview import SAMPLE_DETECTION_NAME, SAMPLE_REPLAY_LINK, preview_event
-from tests.conftest import ROUTING_KEY
-from tests.delivery_helpers import make_destination, make_detection, record_run
+from tests.support.factories import make_destination, make_detection, record_run
+from tests.support.routing_keys import ROUTING_KEY
 
 MASKED_KEY = "••••" + ROUTING_KEY[-4:]
 

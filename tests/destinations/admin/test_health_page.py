@@ -15,8 +15,8 @@ from django.utils import timezone
 from destinations.health import delivery_health, nearest_rank
 from destinations.health_views import format_rate, human_duration_ms
 from destinations.models import Delivery, DeliveryKind, DeliveryStatus, Destination
-from tests.conftest import ROUTING_KEY
-from tests.delivery_helpers import make_destination
+from tests.support.factories import make_destination
+from tests.support.routing_keys import ROUTING_KEY
 
 URL = reverse("destinations_health")
 

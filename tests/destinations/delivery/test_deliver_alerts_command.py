@@ -7,9 +7,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from destinations.models import Delivery, DeliveryStatus
-from tests.conftest import ROUTING_KEY
-from tests.delivery_helpers import make_destination, queue_event
-from tests.worker_process import start_worker
+from tests.support.factories import make_destination, queue_event
+from tests.support.routing_keys import ROUTING_KEY
+from tests.support.worker_process import start_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,9 +10,15 @@ from django.utils import timezone
 from destinations.models import Delivery, DeliveryAttempt, DeliveryStatus
 from destinations.pagerduty.events import dedup_key_for
 from destinations.worker import LOST_LEASE_ERROR, Worker, claim_due
-from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
-from tests.delivery_helpers import make_destination, make_detection, queue_event, record_run
-from tests.fake_pagerduty import Fault
+from tests.support.factories import (
+    drain,
+    make_destination,
+    make_detection,
+    queue_event,
+    record_run,
+)
+from tests.support.fake_pagerduty import Fault
+from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,12 +29,6 @@ def paging(fake_pagerduty):
     destination = make_destination("SecOps", ROUTING_KEY, component="auth")
     detection = make_detection("Suspicious Login Attempts", destination)
     return destination, detection
-
-
-def drain(at=None, concurrency: int = 2):
-    """Run the worker once, as `deliver_alerts --once` would, at a given moment."""
-    clock = (lambda: at) if at else timezone.now
-    return Worker(concurrency=concurrency, poll_interval=0.01, now=clock).run(once=True)
 
 
 def test_a_matching_run_reaches_pagerduty_and_is_logged(paging, fake_pagerduty):

@@ -9,7 +9,7 @@ from django.db import connection
 
 from destinations import encryption
 from destinations.models import Destination
-from tests.conftest import ROUTING_KEY
+from tests.support.routing_keys import ROUTING_KEY
 
 NEW_KEY = Fernet.generate_key().decode()
 OLD_KEY = Fernet.generate_key().decode()

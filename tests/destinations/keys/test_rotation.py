@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from destinations import encryption, rotation
 from destinations.models import Delivery, Destination
-from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
+from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
 
 OLD_FINGERPRINT = "••••" + ROUTING_KEY[-4:]
 NEW_FINGERPRINT = "••••" + OTHER_ROUTING_KEY[-4:]

@@ -6,9 +6,8 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from destinations.models import Delivery, DeliveryStatus, Destination
-from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
-from tests.delivery_helpers import make_destination, queue_event
-from tests.test_worker import drain
+from tests.support.factories import drain, make_destination, queue_event
+from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
 
 LOST_KEY = Fernet.generate_key().decode()
 

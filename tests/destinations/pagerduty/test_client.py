@@ -36,7 +36,7 @@ from destinations.pagerduty.errors import (
     error_for_status,
     parse_retry_after,
 )
-from tests.fake_pagerduty import Fault
+from tests.support.fake_pagerduty import Fault
 
 KEY = "Abc123def456Ghi789jkl012Mno345pQ"
 MASKED_KEY = "••••" + KEY[-4:]

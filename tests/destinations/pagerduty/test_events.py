@@ -37,7 +37,7 @@ from destinations.pagerduty.events import (
     event_size,
     serialize_event,
 )
-from tests.fake_pagerduty import validate_event
+from tests.support.fake_pagerduty import validate_event
 
 ROUTING_KEY = "R0utingKey" + "x" * (ROUTING_KEY_LENGTH - 10)
 LINK = "https://app.example.com/replay/123"

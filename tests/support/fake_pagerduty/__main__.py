@@ -14,7 +14,7 @@ from .server import FakePagerDuty
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGTERM or SIGINT, then stop cleanly."""
     parser = argparse.ArgumentParser(
-        prog="python -m tests.fake_pagerduty",
+        prog="python -m tests.support.fake_pagerduty",
         description="Run a fake PagerDuty Events API v2 server on 127.0.0.1.",
     )
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free one)")

@@ -9,8 +9,8 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from destinations.models import Delivery, DeliveryStatus, Destination
-from tests.browser.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
-from tests.conftest import ROUTING_KEY
+from tests.support.routing_keys import ROUTING_KEY
+from tests.system.browser.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
 
 pytestmark = pytest.mark.browser
 
