@@ -6,22 +6,17 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from destinations.models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
+from destinations.pagerduty.events import EVENT_MAX_BYTES, serialize_event
+from destinations.preview import preview_event
+from tests.support.admin_pages import change_url, shown_messages
 from tests.support.fake_pagerduty import Fault
-from tests.support.routing_keys import ROUTING_KEY
+from tests.support.routing_keys import MASKED_KEY, ROUTING_KEY
 
 LIST_URL = reverse("admin:destinations_destination_changelist")
 
 
 def button_url(destination) -> str:
     return reverse("admin:destinations_destination_test_alert", args=[destination.pk])
-
-
-def change_url(destination) -> str:
-    return reverse("admin:destinations_destination_change", args=[destination.pk])
-
-
-def shown_messages(response) -> list[str]:
-    return [str(message) for message in response.context["messages"]]
 
 
 def test_button_sends_the_test_event_and_shows_pagerdutys_answer(
@@ -191,3 +186,17 @@ def test_command_fails_readably_when_unreachable(destination, settings):
 def test_command_names_an_unknown_destination(destination):
     with pytest.raises(CommandError, match="No destination named or numbered “nope”"):
         call_command("send_test_alert", "nope")
+
+
+# The event preview
+
+
+def test_preview_size_counts_the_real_key_length_but_shows_only_the_mask(configured_destination):
+    preview = preview_event(configured_destination)
+
+    event = {name: value for name, value in preview.event.items() if name != "routing_key"}
+    assert preview.size == len(serialize_event(event, routing_key=ROUTING_KEY))
+    assert preview.limit == EVENT_MAX_BYTES
+    assert preview.event["routing_key"] == MASKED_KEY
+    assert ROUTING_KEY not in preview.json
+    assert next(iter(preview.event)) == "routing_key"  # as posted: the key first

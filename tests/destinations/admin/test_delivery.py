@@ -1,12 +1,14 @@
 """The delivery log and the destination list as an on-call admin reads them."""
 
 import html
+import re
 
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 from destinations.models import Delivery, DeliveryAttempt, DeliveryStatus
+from tests.support.admin_pages import page_text
 from tests.support.factories import drain, make_destination, make_detection, queue_event, record_run
 from tests.support.fake_pagerduty import Fault
 from tests.support.routing_keys import ROUTING_KEY
@@ -104,3 +106,33 @@ def test_destination_list_shows_the_last_delivery_status(admin_client, failed_de
     page = admin_client.get(reverse("admin:destinations_destination_changelist")).content.decode()
     assert "delivery-failed" in page
     assert Delivery.objects.count() == 1
+
+
+# Empty results and blank fields
+
+
+def test_filtered_delivery_log_with_no_match_says_so(admin_client, configured_destination):
+    detection = make_detection("Suspicious Login Attempts", configured_destination)
+    record_run(detection, "run-1")
+
+    page = page_text(
+        admin_client.get(reverse("admin:destinations_delivery_changelist"), {"status": "failed"})
+    )
+
+    assert "No deliveries match this search or these filters." in page
+    assert "No deliveries yet." not in page
+
+
+def test_delivery_page_gives_the_size_with_separators_and_dashes_for_blanks(
+    admin_client, configured_destination
+):
+    detection = make_detection("Suspicious Login Attempts", configured_destination)
+    _, [delivery] = record_run(detection, "run-1")
+
+    page = page_text(
+        admin_client.get(reverse("admin:destinations_delivery_change", args=[delivery.pk]))
+    )
+
+    assert "PagerDuty's limit is 512,000)." in page
+    lease = re.search(r'field-lease_expires_at">.*?<div class="readonly">(.*?)</div>', page, re.S)
+    assert lease.group(1) == "—"  # empty, shown as a dash rather than "-"

@@ -1,5 +1,7 @@
 """The destinations admin as an admin sees it: refusals with messages, the key never shown."""
 
+import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -8,7 +10,11 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from destinations.models import Destination
-from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
+from destinations.pagerduty.events import dedup_key_for
+from destinations.preview import SAMPLE_DETECTION_NAME, SAMPLE_REPLAY_LINK, preview_event
+from tests.support.admin_pages import change_url, page_text
+from tests.support.factories import make_destination
+from tests.support.routing_keys import MASKED_KEY, OTHER_ROUTING_KEY, ROUTING_KEY
 
 ADD_URL = reverse("admin:destinations_destination_add")
 LIST_URL = reverse("admin:destinations_destination_changelist")
@@ -180,3 +186,101 @@ def test_search_finds_by_name(admin_client, destination):
     page = admin_client.get(LIST_URL, {"q": "SecOps"}).content.decode()
     assert "1 result" in page
     assert "Platform on-call" not in page
+
+
+# The event preview, help that quotes PagerDuty, and the list's empty state.
+
+
+def shown_preview(page: str) -> dict:
+    """The event JSON as the change page shows it."""
+    match = re.search(r'<pre class="event-preview" id="event-preview">(.*?)</pre>', page, re.S)
+    assert match, "no event preview on the page"
+    return json.loads(match.group(1))
+
+
+def test_change_page_previews_the_event_a_sample_run_would_send(
+    admin_client, configured_destination
+):
+    page = page_text(admin_client.get(change_url(configured_destination)))
+
+    event = shown_preview(page)
+    assert event["routing_key"] == MASKED_KEY
+    assert event["event_action"] == "trigger"
+    assert event["dedup_key"] == dedup_key_for(SAMPLE_DETECTION_NAME)
+    payload = event["payload"]
+    assert payload["summary"] == f"[HIGH] {SAMPLE_DETECTION_NAME} - {SAMPLE_REPLAY_LINK}"
+    assert payload["severity"] == "critical"  # the override, not HIGH's "error"
+    assert payload["source"] == SAMPLE_REPLAY_LINK
+    assert (payload["component"], payload["group"], payload["class"]) == (
+        "auth",
+        "prod",
+        "security",
+    )
+    details = payload["custom_details"]
+    assert details["team"] == "secops"  # the destination's own details, merged in
+    assert details["runbook"] == "https://wiki.example.com/runbooks/logins"
+    assert details["detection_name"] == SAMPLE_DETECTION_NAME
+    assert (details["outcome"], details["match_count"], details["match_threshold"]) == (
+        "MATCHED",
+        42,
+        10,
+    )
+    assert event["links"] == [{"href": SAMPLE_REPLAY_LINK, "text": "Replay the detection run"}]
+
+    size = preview_event(configured_destination).size
+    assert f"{size:,} bytes as sent, of PagerDuty's 512,000-byte limit" in page
+    assert "Event preview" in page
+    assert "made-up HIGH run of “Suspicious Login Attempts” with 42 matches" in page
+    assert ROUTING_KEY not in page
+
+
+def test_preview_with_automatic_severity_and_no_extras_leaves_them_out(admin_client):
+    destination = make_destination("Platform on-call", ROUTING_KEY)
+
+    payload = shown_preview(page_text(admin_client.get(change_url(destination))))["payload"]
+
+    assert payload["severity"] == "error"  # HIGH, automatically
+    assert not {"component", "group", "class"} & payload.keys()
+    assert "team" not in payload["custom_details"]
+
+
+def test_add_page_quotes_the_pagerduty_steps_and_hides_what_needs_a_saved_destination(
+    admin_client,
+):
+    page = page_text(admin_client.get(reverse("admin:destinations_destination_add")))
+
+    assert (
+        "Services → Service Directory → your service → Integrations tab → Add an integration → "
+        "“Events API V2” → Add" in page
+    )
+    assert "Not an API Access Key" in page
+    assert "Automatic follows the detection: CRITICAL → critical, HIGH → error" in page
+    assert "PagerDuty's component: the part of the system affected" in page
+    assert "Event preview" not in page
+    assert "Key stored at" not in page
+    assert 'id="send-test-alert"' not in page
+
+
+def test_change_page_keeps_the_test_alert_button_and_the_key_dates(
+    admin_client, configured_destination
+):
+    page = page_text(admin_client.get(change_url(configured_destination)))
+
+    assert 'id="send-test-alert"' in page
+    assert "Key stored at" in page
+    assert f"Current key: {MASKED_KEY}. Leave blank to keep it" in page
+
+
+def test_empty_destination_list_links_to_the_add_page(admin_client):
+    page = page_text(admin_client.get(reverse("admin:destinations_destination_changelist")))
+
+    assert (
+        f'<a href="{reverse("admin:destinations_destination_add")}">Add a destination</a>' in page
+    )
+
+
+def test_a_list_with_rows_shows_no_empty_state(admin_client, configured_destination):
+    page = page_text(admin_client.get(reverse("admin:destinations_destination_changelist")))
+
+    assert "No destinations yet." not in page
+    assert "SecOps on-call" in page

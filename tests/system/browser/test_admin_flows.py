@@ -9,7 +9,7 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from destinations.models import Delivery, DeliveryStatus, Destination
-from tests.support.routing_keys import ROUTING_KEY
+from tests.support.routing_keys import MASKED_KEY, ROUTING_KEY
 from tests.system.browser.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
 
 pytestmark = pytest.mark.browser
@@ -18,7 +18,6 @@ pytestmark = pytest.mark.browser
 EXAMPLE_KEY_33 = "R0123456789ABCDEF0123456789ABCDEF"
 BROKEN_DETAILS = '{"team": "secops",\n  "runbook"}'
 DETAILS = '{"team": "secops", "runbook": "https://wiki.example.com/runbooks/logins"}'
-MASKED_KEY = "••••" + ROUTING_KEY[-4:]
 
 
 def _json_error(text: str) -> str:
