@@ -1,6 +1,6 @@
 import pytest
 
-from tests.support.routing_keys import ROUTING_KEY
+from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
 
 pytest_plugins = ["tests.support.fake_pagerduty.pytest_plugin", "tests.support.leak_guard"]
 
@@ -26,3 +26,21 @@ def configured_destination(db):
         event_class="security",
         custom_details={"team": "secops", "runbook": "https://wiki.example.com/runbooks/logins"},
     )
+
+
+@pytest.fixture
+def token(db) -> str:
+    """A detection engine's API token."""
+    from detections.tokens import create_api_token
+
+    return create_api_token(name="engine")
+
+
+@pytest.fixture
+def detection(destination):
+    """A HIGH detection paging `destination` and a second destination, with a disabled third."""
+    from tests.support.factories import DETECTION_NAME, make_destination, make_detection
+
+    second = make_destination("Platform on-call", OTHER_ROUTING_KEY)
+    disabled = make_destination("Retired rota", "A" * 32, enabled=False)
+    return make_detection(DETECTION_NAME, destination, second, disabled, severity="HIGH")

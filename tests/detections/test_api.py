@@ -18,51 +18,14 @@ from detections import api, services
 from detections.models import MAX_COUNT, ApiToken, DetectionRun
 from detections.tokens import create_api_token
 from detections.validation import MAX_BODY_BYTES, MAX_ERRORS, MAX_ERRORS_BYTES
-from tests.support.factories import make_destination
+from tests.support.factories import (
+    DETECTION_NAME,
+    RUNS_URL,
+    post_run,
+    run_body,
+    stored_counts,
+)
 from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
-
-URL = "/api/v1/detection-runs"
-NAME = "Suspicious Login Attempts"
-
-
-@pytest.fixture
-def token(db) -> str:
-    return create_api_token(name="engine")
-
-
-@pytest.fixture
-def detection(destination):
-    from tests.support.factories import make_detection
-
-    second = make_destination("Platform on-call", OTHER_ROUTING_KEY)
-    disabled = make_destination("Retired rota", "A" * 32, enabled=False)
-    return make_detection(NAME, destination, second, disabled, severity="HIGH")
-
-
-def run_body(**fields) -> dict:
-    body = {
-        "detection_name": NAME,
-        "run_id": "run-1",
-        "run_type": "SCHEDULED",
-        "match_count": 5,
-        "ran_at": "2026-05-01T12:00:00Z",
-        "range_start": "2026-05-01T11:00:00+00:00",
-        "range_end": "2026-05-01T14:00:00+02:00",
-    }
-    body.update(fields)
-    return {name: value for name, value in body.items() if value is not ...}
-
-
-def post(client: Client, body, *, token: str | None, content_type="application/json", **extra):
-    data = body if isinstance(body, str | bytes) else json.dumps(body)
-    if token is not None:
-        extra.setdefault("headers", {})["Authorization"] = f"Bearer {token}"
-    return client.post(URL, data=data, content_type=content_type, **extra)
-
-
-def stored() -> tuple[int, int]:
-    return DetectionRun.objects.count(), Delivery.objects.count()
-
 
 # Recorded.
 
@@ -70,7 +33,7 @@ def stored() -> tuple[int, int]:
 def test_matched_run_is_recorded_and_queues_one_pending_delivery_per_enabled_destination(
     client, token, detection
 ):
-    response = post(client, run_body(), token=token)
+    response = post_run(client, run_body(), token=token)
 
     assert response.status_code == 201
     answer = response.json()
@@ -78,7 +41,7 @@ def test_matched_run_is_recorded_and_queues_one_pending_delivery_per_enabled_des
     assert answer == {
         "run_id": "run-1",
         "detection_id": str(detection.pk),
-        "detection_name": NAME,
+        "detection_name": DETECTION_NAME,
         "outcome": "MATCHED",
         "deliveries": [
             {"id": deliveries[0].pk, "destination": "SecOps on-call", "status": "pending"},
@@ -94,7 +57,7 @@ def test_matched_run_is_recorded_and_queues_one_pending_delivery_per_enabled_des
 
 def test_error_run_pages_too_and_keeps_its_errors(client, token, detection):
     errors = ["search timed out", {"code": 504, "detail": "backend unavailable"}]
-    response = post(client, run_body(match_count=0, errors=errors), token=token)
+    response = post_run(client, run_body(match_count=0, errors=errors), token=token)
 
     assert response.status_code == 201
     assert response.json()["outcome"] == "ERROR"
@@ -103,31 +66,31 @@ def test_error_run_pages_too_and_keeps_its_errors(client, token, detection):
 
 
 def test_not_matched_run_is_recorded_without_deliveries(client, token, detection):
-    response = post(client, run_body(match_count=0), token=token)
+    response = post_run(client, run_body(match_count=0), token=token)
 
     assert response.status_code == 201
     assert response.json()["outcome"] == "NOT_MATCHED"
     assert response.json()["deliveries"] == []
-    assert stored() == (1, 0)
+    assert stored_counts() == (1, 0)
 
 
 def test_a_disabled_detection_records_its_run_without_paging(client, token, detection):
     detection.enabled = False
     detection.save()
 
-    response = post(client, run_body(), token=token)
+    response = post_run(client, run_body(), token=token)
 
     assert response.status_code == 201
     assert response.json()["deliveries"] == []
-    assert stored() == (1, 0)
+    assert stored_counts() == (1, 0)
 
 
 def test_detection_can_be_named_by_id(client, token, detection):
     body = run_body(detection_name=..., detection_id=str(detection.pk))
-    response = post(client, body, token=token)
+    response = post_run(client, body, token=token)
 
     assert response.status_code == 201
-    assert response.json()["detection_name"] == NAME
+    assert response.json()["detection_name"] == DETECTION_NAME
 
 
 def test_optional_fields_are_stored(client, token, detection):
@@ -139,7 +102,7 @@ def test_optional_fields_are_stored(client, token, detection):
         replay_link=link,
         run_type="MANUAL",
     )
-    assert post(client, body, token=token).status_code == 201
+    assert post_run(client, body, token=token).status_code == 201
 
     run = DetectionRun.objects.get()
     assert (run.match_exhaustiveness, run.search_id, run.trace_id) == (
@@ -152,7 +115,7 @@ def test_optional_fields_are_stored(client, token, detection):
 
 
 def test_stored_events_never_hold_the_routing_key(client, token, detection):
-    assert post(client, run_body(), token=token).status_code == 201
+    assert post_run(client, run_body(), token=token).status_code == 201
 
     for delivery in Delivery.objects.all():
         text = json.dumps(delivery.event)
@@ -161,13 +124,13 @@ def test_stored_events_never_hold_the_routing_key(client, token, detection):
 
 
 def test_csrf_is_not_required(token, detection):
-    response = post(Client(enforce_csrf_checks=True), run_body(), token=token)
+    response = post_run(Client(enforce_csrf_checks=True), run_body(), token=token)
     assert response.status_code == 201
 
 
 def test_trailing_slash_is_accepted(client, token, detection):
     response = client.post(
-        URL + "/",
+        RUNS_URL + "/",
         data=json.dumps(run_body()),
         content_type="application/json",
         headers={"Authorization": f"Bearer {token}"},
@@ -179,41 +142,41 @@ def test_a_small_upload_limit_in_settings_does_not_refuse_a_valid_body(
     client, token, detection, settings
 ):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
-    assert post(client, run_body(), token=token).status_code == 201
+    assert post_run(client, run_body(), token=token).status_code == 201
 
 
 # Idempotency.
 
 
 def test_repeated_run_id_returns_the_stored_run_and_creates_nothing(client, token, detection):
-    first = post(client, run_body(), token=token)
-    counts = stored()
+    first = post_run(client, run_body(), token=token)
+    counts = stored_counts()
 
-    second = post(client, run_body(), token=token)
+    second = post_run(client, run_body(), token=token)
 
     assert (first.status_code, second.status_code) == (201, 200)
     assert second.json() == first.json()
-    assert stored() == counts
+    assert stored_counts() == counts
 
 
 def test_repeat_with_different_values_keeps_the_stored_run_and_warns(client, token, detection):
-    first = post(client, run_body(), token=token)
+    first = post_run(client, run_body(), token=token)
 
-    second = post(client, run_body(match_count=0, errors=["late"]), token=token)
+    second = post_run(client, run_body(match_count=0, errors=["late"]), token=token)
 
     assert second.status_code == 200
     answer = second.json()
     assert "match_count" in answer.pop("warning") and answer == first.json()
     assert DetectionRun.objects.get().match_count == 5
-    assert stored() == (1, 2)
+    assert stored_counts() == (1, 2)
 
 
 def test_repeat_is_answered_even_after_the_detection_was_renamed(client, token, detection):
-    first = post(client, run_body(), token=token)
+    first = post_run(client, run_body(), token=token)
     detection.name = "Renamed"
     detection.save()
 
-    second = post(client, run_body(), token=token)
+    second = post_run(client, run_body(), token=token)
 
     assert second.status_code == 200
     assert second.json()["deliveries"] == first.json()["deliveries"]
@@ -222,7 +185,7 @@ def test_repeat_is_answered_even_after_the_detection_was_renamed(client, token, 
 def test_a_repeat_that_loses_the_race_for_the_run_id_gets_the_stored_run(
     client, token, detection, monkeypatch
 ):
-    first = post(client, run_body(), token=token)
+    first = post_run(client, run_body(), token=token)
     # The second post looks for the run before the first one's row is visible to it.
     looked_up = []
     real_lookup = services.recorded_run
@@ -232,18 +195,18 @@ def test_a_repeat_that_loses_the_race_for_the_run_id_gets_the_stored_run(
         return None if len(looked_up) == 1 else real_lookup(run_id)
 
     monkeypatch.setattr(services, "recorded_run", not_visible_yet)
-    second = post(client, run_body(), token=token)
+    second = post_run(client, run_body(), token=token)
 
     assert second.status_code == 200
     assert second.json() == first.json()
-    assert stored() == (1, 2)
+    assert stored_counts() == (1, 2)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_simultaneous_posts_of_one_run_id_store_one_run(destination):
     from tests.support.factories import make_detection
 
-    make_detection(NAME, destination)
+    make_detection(DETECTION_NAME, destination)
     raw_token = create_api_token(name="engine")
     barrier = threading.Barrier(4)
     statuses: list[int] = []
@@ -251,7 +214,7 @@ def test_simultaneous_posts_of_one_run_id_store_one_run(destination):
     def send() -> None:
         try:
             barrier.wait(5)
-            statuses.append(post(Client(), run_body(), token=raw_token).status_code)
+            statuses.append(post_run(Client(), run_body(), token=raw_token).status_code)
         finally:
             connection.close()  # this thread's own connection
 
@@ -262,7 +225,7 @@ def test_simultaneous_posts_of_one_run_id_store_one_run(destination):
         thread.join(30)
 
     assert sorted(statuses) == [200, 200, 200, 201]
-    assert stored() == (1, 1)
+    assert stored_counts() == (1, 1)
 
 
 # Refused bodies: 400 with the field's messages, and nothing stored.
@@ -314,16 +277,16 @@ REFUSALS = [
 
 @pytest.mark.parametrize(("changes", "field", "words"), REFUSALS)
 def test_invalid_field_is_refused_by_name(client, token, detection, changes, field, words):
-    response = post(client, run_body(**changes), token=token)
+    response = post_run(client, run_body(**changes), token=token)
 
     assert response.status_code == 400
     messages = response.json()["errors"][field]
     assert any(words in message for message in messages), messages
-    assert stored() == (0, 0)
+    assert stored_counts() == (0, 0)
 
 
 def test_every_invalid_field_is_reported_at_once(client, token, detection):
-    response = post(client, run_body(match_count="5", run_type="x", extra=1), token=token)
+    response = post_run(client, run_body(match_count="5", run_type="x", extra=1), token=token)
 
     assert response.status_code == 400
     assert set(response.json()["errors"]) == {"match_count", "run_type", "extra"}
@@ -346,44 +309,46 @@ def test_every_invalid_field_is_reported_at_once(client, token, detection):
     ],
 )
 def test_a_body_that_is_not_a_json_object_is_refused(client, token, detection, raw, words):
-    response = post(client, raw, token=token)
+    response = post_run(client, raw, token=token)
 
     assert response.status_code == 400
     (message,) = response.json()["errors"]["body"]
     assert words in message
-    assert stored() == (0, 0)
+    assert stored_counts() == (0, 0)
 
 
 def test_lone_surrogates_are_refused_not_stored(client, token, detection):
     raw = json.dumps(run_body()).replace('"run-1"', '"run-\\ud800"')
-    response = post(client, raw, token=token)
+    response = post_run(client, raw, token=token)
 
     assert response.status_code == 400
     assert "surrogate" in response.json()["errors"]["run_id"][0]
-    assert stored() == (0, 0)
+    assert stored_counts() == (0, 0)
 
 
 # Unknown detection: 404, checked after the body.
 
 
 def test_unknown_detection_name_is_404(client, token, detection):
-    response = post(client, run_body(detection_name="Nope"), token=token)
+    response = post_run(client, run_body(detection_name="Nope"), token=token)
 
     assert response.status_code == 404
     assert response.json() == {"errors": {"detection": ["No detection with name “Nope”."]}}
-    assert stored() == (0, 0)
+    assert stored_counts() == (0, 0)
 
 
 def test_unknown_detection_id_is_404(client, token, detection):
     missing = uuid.uuid4()
-    response = post(client, run_body(detection_name=..., detection_id=str(missing)), token=token)
+    response = post_run(
+        client, run_body(detection_name=..., detection_id=str(missing)), token=token
+    )
 
     assert response.status_code == 404
     assert str(missing) in response.json()["errors"]["detection"][0]
 
 
 def test_an_invalid_body_is_400_even_for_an_unknown_detection(client, token, detection):
-    response = post(client, run_body(detection_name="Nope", match_count=-1), token=token)
+    response = post_run(client, run_body(detection_name="Nope", match_count=-1), token=token)
     assert response.status_code == 400
 
 
@@ -406,28 +371,28 @@ def test_an_invalid_body_is_400_even_for_an_unknown_detection(client, token, det
 def test_missing_or_unknown_token_is_401(client, detection, header):
     headers = {} if header is None else {"Authorization": header}
     response = client.post(
-        URL, data=json.dumps(run_body()), content_type="application/json", headers=headers
+        RUNS_URL, data=json.dumps(run_body()), content_type="application/json", headers=headers
     )
 
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer")
     assert list(response.json()["errors"]) == ["authorization"]
-    assert stored() == (0, 0)
+    assert stored_counts() == (0, 0)
 
 
 def test_a_wrong_secret_with_a_real_prefix_is_401(client, token, detection):
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
-    assert post(client, run_body(), token=forged).status_code == 401
+    assert post_run(client, run_body(), token=forged).status_code == 401
 
 
 def test_token_is_checked_before_the_body(client, detection):
-    response = post(client, "{not json", token=None)
+    response = post_run(client, "{not json", token=None)
     assert response.status_code == 401
 
 
 def test_scheme_is_case_insensitive(client, token, detection):
     response = client.post(
-        URL,
+        RUNS_URL,
         data=json.dumps(run_body()),
         content_type="application/json",
         headers={"Authorization": f"bearer {token}"},
@@ -436,14 +401,14 @@ def test_scheme_is_case_insensitive(client, token, detection):
 
 
 def test_last_used_at_is_stamped_at_most_once_a_minute(client, token, detection):
-    post(client, run_body(run_id="a"), token=token)
+    post_run(client, run_body(run_id="a"), token=token)
     first_stamp = ApiToken.objects.get().last_used_at
-    post(client, run_body(run_id="b"), token=token)
+    post_run(client, run_body(run_id="b"), token=token)
     assert first_stamp is not None
     assert ApiToken.objects.get().last_used_at == first_stamp
 
     ApiToken.objects.update(last_used_at=timezone.now() - timedelta(minutes=2))
-    post(client, run_body(run_id="c"), token=token)
+    post_run(client, run_body(run_id="c"), token=token)
     assert ApiToken.objects.get().last_used_at > first_stamp
 
 
@@ -455,17 +420,17 @@ def test_a_body_over_one_megabyte_is_413(client, token, detection, errors):
     raw = json.dumps(run_body(errors=["x" * 1000] * errors))
     assert len(raw) > MAX_BODY_BYTES
 
-    response = post(client, raw, token=token)
+    response = post_run(client, raw, token=token)
 
     assert response.status_code == 413
     assert "body" in response.json()["errors"]
-    assert stored() == (0, 0)
+    assert stored_counts() == (0, 0)
 
 
 def test_a_body_longer_than_its_declared_length_is_413(token, detection):
     raw = json.dumps(run_body(errors=["x" * 1000] * 1100)).encode()
     request = RequestFactory().post(
-        URL,
+        RUNS_URL,
         data=b"{}",
         content_type="application/json",
         headers={"Authorization": f"Bearer {token}"},
@@ -475,12 +440,12 @@ def test_a_body_longer_than_its_declared_length_is_413(token, detection):
     response = api.detection_runs(request)
 
     assert response.status_code == 413
-    assert stored() == (0, 0)
+    assert stored_counts() == (0, 0)
 
 
 @pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
 def test_other_methods_are_405(client, token, method):
-    response = getattr(client, method)(URL, headers={"Authorization": f"Bearer {token}"})
+    response = getattr(client, method)(RUNS_URL, headers={"Authorization": f"Bearer {token}"})
 
     assert response.status_code == 405
     assert response["Allow"] == "POST"
@@ -574,15 +539,15 @@ def hostile_bodies(draw, detection_id: str) -> str | bytes:
 @given(data=st.data())
 def test_hostile_bodies_get_a_json_4xx_or_2xx_and_never_a_5xx(client, token, detection, data):
     raw = data.draw(hostile_bodies(str(detection.pk)))
-    before = stored()
+    before = stored_counts()
 
-    response = post(client, raw, token=token)
+    response = post_run(client, raw, token=token)
 
     event(f"status {response.status_code}")  # shown by --hypothesis-show-statistics
     assert response.status_code in {200, 201, 400, 404}, response.content[:500]
     answer = response.json()
     if response.status_code >= 400:
         assert all(isinstance(m, list) and m for m in answer["errors"].values())
-        assert stored() == before
+        assert stored_counts() == before
     else:
         assert DetectionRun.objects.filter(run_id=answer["run_id"]).exists()

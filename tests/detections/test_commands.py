@@ -11,23 +11,21 @@ from django.core.management.base import CommandError
 from destinations.models import Delivery
 from detections.models import ApiToken, DetectionRun
 from detections.tokens import authenticate_token
-from tests.support.factories import make_detection
+from tests.support.factories import DETECTION_NAME, make_detection, run_body
 
-NAME = "Suspicious Login Attempts"
-BODY = {
-    "detection_name": NAME,
-    "run_id": "cli-1",
-    "run_type": "MANUAL",
-    "match_count": 3,
-    "ran_at": "2026-05-01T12:00:00Z",
-    "range_start": "2026-05-01T11:00:00Z",
-    "range_end": "2026-05-01T12:00:00Z",
-}
+BODY = run_body(
+    run_id="cli-1",
+    run_type="MANUAL",
+    match_count=3,
+    range_start="2026-05-01T11:00:00Z",
+    range_end="2026-05-01T12:00:00Z",
+)
 
 
 @pytest.fixture
 def detection(destination):
-    return make_detection(NAME, destination)
+    """The suite's detection with one destination only, so each run queues one page."""
+    return make_detection(DETECTION_NAME, destination)
 
 
 def run_command(*args, **options) -> tuple[str, str]:
@@ -89,7 +87,7 @@ def test_record_detection_run_from_a_file_prints_the_api_answer(detection, tmp_p
     assert answer == {
         "run_id": "cli-1",
         "detection_id": str(detection.pk),
-        "detection_name": NAME,
+        "detection_name": DETECTION_NAME,
         "outcome": "MATCHED",
         "deliveries": [{"id": delivery.pk, "destination": "SecOps on-call", "status": "pending"}],
     }

@@ -1,8 +1,10 @@
-"""Building detections, runs and queued deliveries for the delivery tests."""
+"""The suite's builders: destinations, detections, runs, API posts, queued and drained work."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
+from django.test import Client
 from django.utils import timezone
 
 from destinations.delivery import enqueue_run_deliveries
@@ -12,6 +14,8 @@ from detections.models import Detection, DetectionRun
 from detections.outcomes import evaluate_outcome
 
 RAN_AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+RUNS_URL = "/api/v1/detection-runs"
+DETECTION_NAME = "Suspicious Login Attempts"
 
 
 def make_destination(name: str, key: str, **fields) -> Destination:
@@ -70,3 +74,31 @@ def drain(at=None, concurrency: int = 2):
     """Run the worker once, as `deliver_alerts --once` would, at a given moment."""
     clock = (lambda: at) if at else timezone.now
     return Worker(concurrency=concurrency, poll_interval=0.01, now=clock).run(once=True)
+
+
+def run_body(**fields) -> dict:
+    """A valid body for POST /api/v1/detection-runs, with `fields` changed; `...` leaves one out."""
+    body = {
+        "detection_name": DETECTION_NAME,
+        "run_id": "run-1",
+        "run_type": "SCHEDULED",
+        "match_count": 5,
+        "ran_at": "2026-05-01T12:00:00Z",
+        "range_start": "2026-05-01T11:00:00+00:00",
+        "range_end": "2026-05-01T14:00:00+02:00",
+    }
+    body.update(fields)
+    return {name: value for name, value in body.items() if value is not ...}
+
+
+def post_run(client: Client, body, token: str | None, *, content_type="application/json", **extra):
+    """POST a run (a dict as JSON, or text and bytes as they are) with the token as Bearer."""
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    if token is not None:
+        extra.setdefault("headers", {})["Authorization"] = f"Bearer {token}"
+    return client.post(RUNS_URL, data=data, content_type=content_type, **extra)
+
+
+def stored_counts() -> tuple[int, int]:
+    """How many runs and deliveries are stored."""
+    return DetectionRun.objects.count(), Delivery.objects.count()

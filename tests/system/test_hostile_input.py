@@ -22,14 +22,11 @@ from destinations.models import Delivery, Destination
 from destinations.pagerduty.events import RESERVED_DETAIL_KEYS, serialize_event
 from detections import api
 from detections.models import MAX_COUNT, DetectionRun
-from detections.tokens import create_api_token
 from detections.validation import ECHO_LENGTH, KNOWN_FIELDS, MAX_BODY_BYTES, REQUIRED_FIELDS
-from tests.support.factories import make_destination, make_detection
+from tests.support.factories import DETECTION_NAME, RUNS_URL, post_run, run_body, stored_counts
 from tests.support.fake_pagerduty import validate_event
-from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
+from tests.support.routing_keys import ROUTING_KEY
 
-URL = "/api/v1/detection-runs"
-NAME = "Suspicious Login Attempts"
 EXISTING_DESTINATION = "SecOps on-call"  # the `destination` fixture's name
 
 # Examples per property; their sum (and the parametrised cases) is the "inputs tried" figure.
@@ -50,37 +47,9 @@ HYPOTHESIS = {
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def token(db) -> str:
-    return create_api_token(name="engine")
-
-
-@pytest.fixture
-def detection(destination):
-    second = make_destination("Platform on-call", OTHER_ROUTING_KEY)
-    return make_detection(NAME, destination, second, severity="HIGH")
-
-
 def valid_body() -> dict:
-    return {
-        "detection_name": NAME,
-        "run_id": f"run-{uuid.uuid4()}",
-        "run_type": "SCHEDULED",
-        "match_count": 5,
-        "ran_at": "2026-05-01T12:00:00Z",
-        "range_start": "2026-05-01T11:00:00+00:00",
-        "range_end": "2026-05-01T14:00:00+02:00",
-    }
-
-
-def post(client: Client, raw: bytes, token: str):
-    return client.post(
-        URL, data=raw, content_type="application/json", headers={"Authorization": f"Bearer {token}"}
-    )
-
-
-def stored() -> tuple[int, int]:
-    return DetectionRun.objects.count(), Delivery.objects.count()
+    # Every Hypothesis example of a test shares its database transaction: each needs its own run.
+    return run_body(run_id=f"run-{uuid.uuid4()}")
 
 
 # Strategies. Text may hold anything a JSON string can: NUL, lone surrogates, any plane.
@@ -179,7 +148,10 @@ links = st.one_of(
     hostile_text.map(lambda text: "https://example.com/" + text),
 )
 FIELD_VALUES = {
-    "detection_name": st.one_of(hostile_text, st.sampled_from([NAME.lower(), NAME + " ", NAME])),
+    "detection_name": st.one_of(
+        hostile_text,
+        st.sampled_from([DETECTION_NAME.lower(), DETECTION_NAME + " ", DETECTION_NAME]),
+    ),
     "detection_id": uuid_texts,
     "run_id": hostile_text,
     "run_type": st.sampled_from(["SCHEDULED", "MANUAL", "manual", "SCHEDULED ", "", "RUN\x00"]),
@@ -252,9 +224,9 @@ def assert_refusal_names(answer: dict, allowed: set[str]) -> None:
 @given(case=one_field_wrong())
 def test_one_hostile_field_is_refused_by_name_or_stored_exactly(client, token, detection, case):
     body, field, raw = case
-    before = stored()
+    before = stored_counts()
 
-    response = post(client, raw, token)
+    response = post_run(client, raw, token)
 
     event(f"{response.status_code}")  # the spread shows with --hypothesis-show-statistics
     assert response.status_code in {200, 201, 400, 404}, response.content[:300]
@@ -263,16 +235,16 @@ def test_one_hostile_field_is_refused_by_name_or_stored_exactly(client, token, d
         # Named by the field itself, by "detection" (id/name), by range_end (an order problem),
         # or by "body" when the JSON itself was refused (NaN, depth, >100 digits, not UTF-8).
         assert_refusal_names(answer, {echoed(field), "detection", "range_end", "body"})
-        assert stored() == before
+        assert stored_counts() == before
     elif response.status_code == 404:
         assert set(answer["errors"]) == {"detection"}
-        assert stored() == before
+        assert stored_counts() == before
     elif response.status_code == 200:
-        assert stored() == before  # a repeated run_id creates nothing
+        assert stored_counts() == before  # a repeated run_id creates nothing
     else:
         runs, deliveries = before
         pages = 2 if answer["outcome"] in ("MATCHED", "ERROR") else 0
-        assert stored() == (runs + 1, deliveries + pages)
+        assert stored_counts() == (runs + 1, deliveries + pages)
         assert len(answer["deliveries"]) == pages
         run = DetectionRun.objects.get(run_id=body["run_id"])
         # What was accepted is stored exactly, unicode and all, on either database.
@@ -312,16 +284,16 @@ def fields_missing_and_added(draw):
 @given(case=fields_missing_and_added())
 def test_missing_and_unknown_fields_are_each_named(client, token, detection, case):
     body, missing, extra = case
-    before = stored()
+    before = stored_counts()
 
-    response = post(client, encode(body, "ascii"), token)
+    response = post_run(client, encode(body, "ascii"), token)
 
     answer = response.json()
     if not missing - {"search_id"} and not extra:
         assert response.status_code == 201
         return
     assert response.status_code == 400, answer
-    assert stored() == before
+    assert stored_counts() == before
     errors = answer["errors"]
     for name in missing & set(REQUIRED_FIELDS):
         assert name in errors
@@ -352,22 +324,22 @@ def test_bodies_over_one_megabyte_are_413_and_store_nothing(client, token, detec
     else:
         raw = b'{"errors": ' + b"[" * (size // 2) + b"]" * (size // 2) + b"}"
     assert len(raw) > MAX_BODY_BYTES
-    before = stored()
+    before = stored_counts()
 
-    response = post(client, raw, token)
+    response = post_run(client, raw, token)
 
     assert response.status_code == 413
     assert list(response.json()["errors"]) == ["body"]
-    assert stored() == before
+    assert stored_counts() == before
 
 
 def test_a_body_of_exactly_one_megabyte_is_read_and_one_byte_more_is_413(client, token, detection):
     raw = json.dumps(valid_body()).encode()
     exact = raw + b" " * (MAX_BODY_BYTES - len(raw))
 
-    assert post(client, exact, token).status_code == 201
-    assert post(client, exact + b" ", token).status_code == 413
-    assert stored() == (1, 2)
+    assert post_run(client, exact, token).status_code == 201
+    assert post_run(client, exact + b" ", token).status_code == 413
+    assert stored_counts() == (1, 2)
 
 
 @pytest.mark.parametrize(
@@ -381,7 +353,7 @@ def test_a_body_of_exactly_one_megabyte_is_read_and_one_byte_more_is_413(client,
 )
 def test_a_lying_content_length_never_reaches_a_5xx(token, detection, declared, refused):
     request = RequestFactory().post(
-        URL,
+        RUNS_URL,
         data=json.dumps(valid_body()),
         content_type="application/json",
         headers={"Authorization": f"Bearer {token}"},
@@ -392,10 +364,10 @@ def test_a_lying_content_length_never_reaches_a_5xx(token, detection, declared, 
 
     if refused:
         assert response.status_code == 413
-        assert stored() == (0, 0)
+        assert stored_counts() == (0, 0)
     else:
         assert response.status_code in (201, 400)
-        assert stored() in ((0, 0), (1, 2))
+        assert stored_counts() in ((0, 0), (1, 2))
 
 
 def test_a_failure_while_queueing_pages_leaves_no_run_behind(token, detection, monkeypatch):
@@ -412,10 +384,10 @@ def test_a_failure_while_queueing_pages_leaves_no_run_behind(token, detection, m
     monkeypatch.setattr("detections.services.enqueue_run_deliveries", queue_one_then_fail)
     client = Client(raise_request_exception=False)
 
-    response = post(client, encode(valid_body(), "ascii"), token)
+    response = post_run(client, encode(valid_body(), "ascii"), token)
 
     assert response.status_code == 500  # an internal failure, not the input's fault
-    assert stored() == (0, 0)  # the run and its half-queued pages were rolled back together
+    assert stored_counts() == (0, 0)  # the run and its half-queued pages were rolled back together
 
 
 # The destination form, every field hostile at once.
