@@ -1,15 +1,18 @@
-"""Running `manage.py deliver_alerts` as a real process against the test database."""
+"""Running the delivery worker beside the tests: as a real `deliver_alerts` process, or a thread."""
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from django.db import connection
+
+from destinations.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,3 +80,24 @@ def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> N
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def worker_thread(*, concurrency: int, name: str = "test-worker") -> Iterator[Worker]:
+    """The delivery worker in a background thread, as `deliver_alerts` runs beside the web."""
+    worker = Worker(concurrency=concurrency, poll_interval=0.05)
+
+    def run() -> None:
+        try:
+            worker.run()
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive(), "the delivery worker did not stop within 30 seconds"

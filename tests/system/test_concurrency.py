@@ -6,7 +6,6 @@
 
 import re
 import signal
-import threading
 import time
 from collections import Counter, defaultdict
 
@@ -14,11 +13,11 @@ import pytest
 from django.db import connection, transaction
 
 from destinations.models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
-from destinations.worker import LOST_LEASE_ERROR, Worker
+from destinations.worker import LOST_LEASE_ERROR
 from tests.support.factories import make_destination, queue_event
 from tests.support.leak_guard import register_secret
 from tests.support.routing_keys import ROUTING_KEY
-from tests.support.worker_process import RunningWorker, start_worker, wait_until
+from tests.support.worker_process import RunningWorker, start_worker, wait_until, worker_thread
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -161,25 +160,12 @@ def test_a_slow_pagerduty_never_gets_a_row_twice(fake_pagerduty, settings):
     for n in range(4):
         queue_event(destination, f"incident-{n}")
     fake_pagerduty.latency = 0.9
-    worker = Worker(concurrency=2, poll_interval=0.05)
-
-    def run() -> None:
-        try:
-            worker.run()
-        finally:
-            connection.close()  # this thread's own connection
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    try:
+    with worker_thread(concurrency=2):
         wait_until(
             lambda: Delivery.objects.filter(status=DeliveryStatus.DELIVERED).count() == 4,
             timeout=30,
             what="4 deliveries",
         )
-    finally:
-        worker.stop()
-        thread.join(30)
 
     sent = Counter(record.json["dedup_key"] for record in fake_pagerduty.received)
     assert sent == {f"incident-{n}": 1 for n in range(4)}

@@ -9,7 +9,6 @@ import contextlib
 import os
 import re
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -178,23 +177,7 @@ def admin_page(browser_page, admin_account):
 @pytest.fixture
 def delivery_worker(live_server, fake_pagerduty):
     """The delivery worker in a background thread, as `deliver_alerts` runs beside the web."""
-    from django.db import connection
+    from tests.support.worker_process import worker_thread
 
-    from destinations.worker import Worker
-
-    worker = Worker(concurrency=2, poll_interval=0.05)
-
-    def run() -> None:
-        try:
-            worker.run()
-        finally:
-            connection.close()  # this thread's own connection
-
-    thread = threading.Thread(target=run, name="browser-test-worker", daemon=True)
-    thread.start()
-    try:
+    with worker_thread(concurrency=2, name="browser-test-worker") as worker:
         yield worker
-    finally:
-        worker.stop()
-        thread.join(timeout=30)
-    assert not thread.is_alive(), "the delivery worker did not stop within 30 seconds"
