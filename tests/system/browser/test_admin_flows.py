@@ -29,13 +29,6 @@ def _json_error(text: str) -> str:
     raise AssertionError("the text is valid JSON")
 
 
-def make_destination(name: str = "SecOps on-call") -> Destination:
-    destination = Destination(name=name, component="auth", group="prod")
-    destination.set_routing_key(ROUTING_KEY)
-    destination.save()
-    return destination
-
-
 def field_row(page, field: str):
     """The admin form row of one field: its label, input, help and errors."""
     return page.locator(f".form-row.field-{field}")
@@ -104,10 +97,9 @@ def test_add_a_destination_see_each_error_by_its_field_fix_it_and_see_the_key_ma
 
 
 def test_send_a_test_alert_see_pagerdutys_answer_then_its_refusal_with_the_hint(
-    admin_page, fake_pagerduty, screenshot
+    admin_page, destination, fake_pagerduty, screenshot
 ):
     page = admin_page
-    destination = make_destination()
     change_url = reverse("admin:destinations_destination_change", args=[destination.pk])
     page.goto(change_url)
     expect(page.get_by_label("resolve right after")).to_be_checked()
@@ -158,10 +150,9 @@ def test_send_a_test_alert_see_pagerdutys_answer_then_its_refusal_with_the_hint(
 
 
 def test_run_now_is_delivered_and_the_log_shows_it_with_its_attempts(
-    admin_page, delivery_worker, fake_pagerduty, screenshot
+    admin_page, delivery_worker, destination, fake_pagerduty, screenshot
 ):
     page = admin_page
-    make_destination()
     page.goto(reverse("admin:destinations_delivery_changelist"))
     expect(page.locator("#empty-delivery-list")).to_contain_text("No deliveries yet.")
     screenshot("07-empty-delivery-log")
