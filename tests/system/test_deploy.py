@@ -14,6 +14,9 @@ from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# A second or more per process: `make test-fast` leaves these out.
+pytestmark = pytest.mark.slow
+
 # The production environment of the README's "Production settings" table.
 PRODUCTION_ENV = {
     "DEBUG": "False",

@@ -1,8 +1,9 @@
 """Hostile input: whatever an engine posts or an admin types, no 5xx and nothing half-stored."""
 
-# Goes further than the broad fuzzing in test_api.py: bodies that are valid but for one field,
-# bodies with fields missing or added, unicode that databases cannot store, huge numbers, deep
-# nesting and oversized bodies; and the destination form with every field hostile at once.
+# Broad fuzzing of the API (any body at all, last in this file), and beyond it: bodies that are
+# valid but for one field, bodies with fields missing or added, unicode that databases cannot
+# store, huge numbers, deep nesting and oversized bodies; and the destination form with every
+# field hostile at once.
 
 import json
 import re
@@ -220,6 +221,7 @@ def assert_refusal_names(answer: dict, allowed: set[str]) -> None:
         assert messages and all(isinstance(m, str) and m.strip() for m in messages)
 
 
+@pytest.mark.slow  # hundreds of examples
 @settings(max_examples=ONE_FIELD_EXAMPLES, **HYPOTHESIS)
 @given(case=one_field_wrong())
 def test_one_hostile_field_is_refused_by_name_or_stored_exactly(client, token, detection, case):
@@ -280,6 +282,7 @@ def fields_missing_and_added(draw):
     return body, missing, extra
 
 
+@pytest.mark.slow  # hundreds of examples
 @settings(max_examples=MISSING_AND_EXTRA_EXAMPLES, **HYPOTHESIS)
 @given(case=fields_missing_and_added())
 def test_missing_and_unknown_fields_are_each_named(client, token, detection, case):
@@ -495,6 +498,7 @@ def key_is_valid(text: str) -> bool:
     return len(key) == 32 and all(char in KEY_ALPHABET for char in key)
 
 
+@pytest.mark.slow  # hundreds of examples
 @settings(max_examples=FORM_EXAMPLES, **HYPOTHESIS)
 @given(name=names, key=routing_keys, details=details_cases, timeout=timeouts)
 def test_the_destination_form_refuses_each_bad_field_with_a_message(
@@ -572,3 +576,105 @@ def test_the_admin_refuses_details_the_database_cannot_store(admin_client, detai
     [message] = response.context["adminform"].form.errors["custom_details"]
     assert message.startswith("Custom details")
     assert not Destination.objects.exists()
+
+
+# Hostile bodies: whatever arrives, the answer is a 2xx or a 4xx with JSON, never a 5xx.
+
+FIELDS = [
+    "detection_id",
+    "detection_name",
+    "run_id",
+    "run_type",
+    "match_count",
+    "ran_at",
+    "range_start",
+    "range_end",
+    "match_exhaustiveness",
+    "search_id",
+    "trace_id",
+    "errors",
+    "replay_link",
+]
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+field_values = {
+    "match_count": st.integers(min_value=-5, max_value=MAX_COUNT + 5)
+    | st.integers(min_value=MAX_COUNT - 2, max_value=2**80),
+    "ran_at": st.sampled_from(
+        [
+            "2026-05-01T12:00:00",
+            "2026-05-01",
+            "0001-01-01T00:00:00+00:01",
+            "9999-12-31T23:59:59-23:59",
+            "2026-05-01T12:00:00.123456+05:30",
+            "2026-13-01T00:00:00Z",
+        ]
+    ),
+    "errors": st.lists(st.text(max_size=20) | st.dictionaries(st.text(max_size=5), json_values)),
+    "replay_link": st.sampled_from(
+        ["https://ex.example.com/r/1", "javascript:alert(1)", "http://[::1", "https://ü.example/é"]
+    ),
+    "run_type": st.sampled_from(["SCHEDULED", "MANUAL", "manual", ""]),
+}
+RAW_HOSTILE = [
+    '{"run_id": "\\ud800", "errors": ["\\udfff"]}',
+    '{"errors": [{"\\u0000": "\\u0000"}]}',
+    '{"match_count": Infinity}',
+    "1" * 5000,
+    '{"a": ' * 3000 + "1" + "}" * 3000,
+    "\ufeff{}",
+    "{}",
+    "true",
+]
+
+
+@st.composite
+def hostile_bodies(draw, detection_id: str) -> str | bytes:
+    kind = draw(st.integers(min_value=0, max_value=9))
+    if kind == 0:
+        return draw(st.sampled_from(RAW_HOSTILE) | st.binary(max_size=64))
+    if kind == 1:
+        return json.dumps(draw(json_values))
+    body = run_body(run_id=draw(st.text(min_size=1, max_size=12)))
+    if draw(st.booleans()):
+        body.pop("detection_name")
+        body["detection_id"] = draw(st.sampled_from([detection_id, str(uuid.uuid4())]))
+    for name in draw(st.sets(st.sampled_from(FIELDS), max_size=4)):
+        if draw(st.booleans()):
+            body.pop(name, None)
+        else:
+            body[name] = draw(field_values.get(name, json_values))
+    body.update(draw(st.dictionaries(st.text(max_size=12), json_values, max_size=2)))
+    return json.dumps(body, ensure_ascii=draw(st.booleans()))
+
+
+@pytest.mark.slow  # hundreds of examples
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_hostile_bodies_get_a_json_4xx_or_2xx_and_never_a_5xx(client, token, detection, data):
+    raw = data.draw(hostile_bodies(str(detection.pk)))
+    before = stored_counts()
+
+    response = post_run(client, raw, token=token)
+
+    event(f"status {response.status_code}")  # shown by --hypothesis-show-statistics
+    assert response.status_code in {200, 201, 400, 404}, response.content[:500]
+    answer = response.json()
+    if response.status_code >= 400:
+        assert all(isinstance(m, list) and m for m in answer["errors"].values())
+        assert stored_counts() == before
+    else:
+        assert DetectionRun.objects.filter(run_id=answer["run_id"]).exists()
