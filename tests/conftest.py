@@ -1,3 +1,5 @@
+"""Fixtures that tests of every folder use, and the suite's plugins: fake PagerDuty, leak guard."""
+
 import pytest
 
 from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
@@ -7,6 +9,7 @@ pytest_plugins = ["tests.support.fake_pagerduty.pytest_plugin", "tests.support.l
 
 @pytest.fixture
 def destination(db):
+    """The suite's destination: "SecOps on-call", holding ROUTING_KEY."""
     from tests.support.factories import make_destination
 
     return make_destination("SecOps on-call", ROUTING_KEY, component="auth", group="prod")
