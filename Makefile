@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint format bench clean-venv python-check
+.PHONY: run test test-fast lint format bench clean-venv python-check
 
 # Django 6.1 needs Python 3.12+. The default python3 may be older and version shims may exist but
 # fail, so each candidate is run, and the first that really is 3.12+ is kept.
@@ -47,6 +47,10 @@ run: python-check $(VENV)/.run-deps
 ## make test: install the test tools and run the whole suite (PYTEST_ARGS to narrow it)
 test: python-check $(VENV)/.test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## make test-fast: the suite but its slow and browser tests, for a quick run (PYTEST_ARGS as above)
+test-fast: python-check $(VENV)/.test-deps
+	$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 lint: python-check $(VENV)/.test-deps
 	$(VENV)/bin/ruff check .

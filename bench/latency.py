@@ -9,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-from tests.fake_pagerduty import FakePagerDuty
+from tests.support.fake_pagerduty import FakePagerDuty
 
 from .sites import PYTHON, Site, free_port, stop, wait_until
 

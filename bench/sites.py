@@ -234,7 +234,7 @@ def stop(process: subprocess.Popen, *, grace: float = 10.0) -> None:
 def fake_pagerduty(*, latency: float, env: dict[str, str] | None = None) -> Iterator[str]:
     """Run the tests' fake PagerDuty as its own process and yield its events URL."""
     process = subprocess.Popen(
-        [PYTHON, "-m", "tests.fake_pagerduty", "--port", "0", "--latency", str(latency)],
+        [PYTHON, "-m", "tests.support.fake_pagerduty", "--port", "0", "--latency", str(latency)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

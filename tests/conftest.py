@@ -1,17 +1,49 @@
+"""Fixtures that tests of every folder use, and the suite's plugins: fake PagerDuty, leak guard."""
+
 import pytest
 
-pytest_plugins = ["tests.fake_pagerduty.pytest_plugin", "tests.leak_guard"]
+from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
 
-# A key that looks like PagerDuty's: 32 letters and digits. Its tail is what may be shown.
-ROUTING_KEY = "Rk7Q2mZp9LxW4vT8nB3cY6hJ1dF5gS0e"
-OTHER_ROUTING_KEY = "Zy9X8w7V6u5T4s3R2q1P0onMlKjIhGfE"
+pytest_plugins = ["tests.support.fake_pagerduty.pytest_plugin", "tests.support.leak_guard"]
 
 
 @pytest.fixture
 def destination(db):
-    from destinations.models import Destination
+    """The suite's destination: "SecOps on-call", holding ROUTING_KEY."""
+    from tests.support.factories import make_destination
 
-    dest = Destination(name="SecOps on-call", component="auth", group="prod")
-    dest.set_routing_key(ROUTING_KEY)
-    dest.save()
-    return dest
+    return make_destination("SecOps on-call", ROUTING_KEY, component="auth", group="prod")
+
+
+@pytest.fixture
+def configured_destination(db):
+    """A destination with every optional field set: override, component, group, class, details."""
+    from tests.support.factories import make_destination
+
+    return make_destination(
+        "SecOps on-call",
+        ROUTING_KEY,
+        severity_override="critical",
+        component="auth",
+        group="prod",
+        event_class="security",
+        custom_details={"team": "secops", "runbook": "https://wiki.example.com/runbooks/logins"},
+    )
+
+
+@pytest.fixture
+def token(db) -> str:
+    """A detection engine's API token."""
+    from detections.tokens import create_api_token
+
+    return create_api_token(name="engine")
+
+
+@pytest.fixture
+def detection(destination):
+    """A HIGH detection paging `destination` and a second destination, with a disabled third."""
+    from tests.support.factories import DETECTION_NAME, make_destination, make_detection
+
+    second = make_destination("Platform on-call", OTHER_ROUTING_KEY)
+    disabled = make_destination("Retired rota", "A" * 32, enabled=False)
+    return make_detection(DETECTION_NAME, destination, second, disabled, severity="HIGH")

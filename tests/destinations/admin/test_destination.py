@@ -1,0 +1,286 @@
+"""The destinations admin as an admin sees it: refusals with messages, the key never shown."""
+
+import json
+import re
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import escape
+
+from destinations.models import Destination
+from destinations.pagerduty.events import dedup_key_for
+from destinations.preview import SAMPLE_DETECTION_NAME, SAMPLE_REPLAY_LINK, preview_event
+from tests.support.admin_pages import change_url, page_text
+from tests.support.factories import make_destination
+from tests.support.routing_keys import MASKED_KEY, OTHER_ROUTING_KEY, ROUTING_KEY
+
+ADD_URL = reverse("admin:destinations_destination_add")
+LIST_URL = reverse("admin:destinations_destination_changelist")
+
+
+def form_data(**overrides) -> dict:
+    data = {
+        "name": "SecOps on-call",
+        "enabled": "on",
+        "region": "us",
+        "routing_key": ROUTING_KEY,
+        "severity_override": "",
+        "component": "",
+        "group": "",
+        "event_class": "",
+        "custom_details": "",
+        "timeout_seconds": "30",
+    }
+    data.update(overrides)
+    return data
+
+
+def field_errors(response, field: str) -> list[str]:
+    return list(response.context["adminform"].form.errors.get(field, []))
+
+
+def test_create_stores_the_key_encrypted_and_shows_it_masked(admin_client):
+    response = admin_client.post(ADD_URL, form_data(routing_key=f"  {ROUTING_KEY}\n"))
+    assert response.status_code == 302, response.context and response.context["errors"]
+    dest = Destination.objects.get(name="SecOps on-call")
+    assert dest.routing_key == ROUTING_KEY  # whitespace stripped
+    assert dest.routing_key_rotated_at is not None
+    assert dest.custom_details == {}
+
+    listing = admin_client.get(LIST_URL).content.decode()
+    assert "••••" + ROUTING_KEY[-4:] in listing
+    assert ROUTING_KEY not in listing
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        # The example key of PagerDuty set-up guides has 33 characters.
+        (
+            "R0123456789ABCDEF0123456789ABCDEF",
+            "The integration key must be 32 characters; this one has 33.",
+        ),
+        ("abc", "The integration key must be 32 characters; this one has 3."),
+        (
+            "Rk7Q2mZp9LxW4vT8nB3cY6hJ1dF5g-0e",
+            "The integration key may contain only letters A–Z, a–z and digits 0–9; this one has 1",
+        ),
+        ("", "Enter the integration key."),
+    ],
+)
+def test_malformed_keys_are_refused_with_a_reason(admin_client, key, message):
+    response = admin_client.post(ADD_URL, form_data(routing_key=key))
+    assert response.status_code == 200
+    errors = field_errors(response, "routing_key")
+    assert any(message in error for error in errors), errors
+    assert not Destination.objects.exists()
+    page = response.content.decode()
+    assert message.split(";")[0] in page.replace("&#x27;", "'")
+    if key:
+        assert key not in page  # the refused key is not echoed back either
+
+
+@pytest.mark.parametrize(
+    ("details", "message"),
+    [
+        (
+            '{"team": "secops",\n  "oops"}',
+            "not valid JSON: Expecting ':' delimiter at line 2, column 9",
+        ),
+        ('["a", "b"]', "Custom details must be a JSON object"),
+        ('"text"', "got a string"),
+        ("42", "got a number"),
+        (
+            '{"run_id": 1, "severity": "x", "team": "ok"}',
+            "These names are reserved for the detection's own details: run_id, severity.",
+        ),
+        ('{"blob": "' + "x" * (64 * 1024) + '"}', "Custom details must be at most 64 KB"),
+    ],
+)
+def test_bad_custom_details_are_refused_precisely(admin_client, details, message):
+    response = admin_client.post(ADD_URL, form_data(custom_details=details))
+    assert response.status_code == 200
+    errors = field_errors(response, "custom_details")
+    assert any(message in error for error in errors), errors
+    assert not Destination.objects.exists()
+    # What the admin typed is kept, exactly, so it can be fixed.
+    assert escape(details) in response.content.decode()
+
+
+def test_custom_details_object_is_saved(admin_client):
+    response = admin_client.post(
+        ADD_URL, form_data(custom_details='{"team": "secops", "runbook": "https://wiki/x"}')
+    )
+    assert response.status_code == 302
+    assert Destination.objects.get().custom_details == {
+        "team": "secops",
+        "runbook": "https://wiki/x",
+    }
+
+
+@pytest.mark.parametrize("timeout", ["0", "121", "-5"])
+def test_timeout_outside_1_to_120_is_refused(admin_client, timeout):
+    response = admin_client.post(ADD_URL, form_data(timeout_seconds=timeout))
+    assert response.status_code == 200
+    assert field_errors(response, "timeout_seconds")
+    assert not Destination.objects.exists()
+
+
+def test_severity_override_offers_automatic_and_the_four_severities(admin_client):
+    page = admin_client.get(ADD_URL).content.decode()
+    assert "Automatic (from detection severity)" in page
+    for label in ("Critical", "Error", "Warning", "Info"):
+        assert f">{label}</option>" in page
+
+
+def test_edit_with_a_blank_key_keeps_the_key_and_its_age(admin_client, destination):
+    stamped = timezone.now() - timedelta(days=10)
+    Destination.objects.filter(pk=destination.pk).update(routing_key_rotated_at=stamped)
+    url = reverse("admin:destinations_destination_change", args=[destination.pk])
+
+    page = admin_client.get(url).content.decode()
+    assert ROUTING_KEY not in page
+    assert "••••" + ROUTING_KEY[-4:] in page
+
+    response = admin_client.post(url, form_data(routing_key="", component="api"))
+    assert response.status_code == 302
+    destination.refresh_from_db()
+    assert destination.routing_key == ROUTING_KEY
+    assert destination.component == "api"
+    assert destination.routing_key_rotated_at == stamped
+
+
+def test_edit_with_a_new_key_replaces_it_and_stamps_the_rotation(admin_client, destination):
+    stamped = timezone.now() - timedelta(days=10)
+    Destination.objects.filter(pk=destination.pk).update(routing_key_rotated_at=stamped)
+    url = reverse("admin:destinations_destination_change", args=[destination.pk])
+
+    response = admin_client.post(url, form_data(routing_key=OTHER_ROUTING_KEY))
+    assert response.status_code == 302
+    destination.refresh_from_db()
+    assert destination.routing_key == OTHER_ROUTING_KEY
+    assert destination.routing_key_rotated_at > stamped
+
+
+def test_list_flags_keys_older_than_90_days_and_filters_them(admin_client, destination):
+    fresh = Destination(name="Fresh")
+    fresh.set_routing_key(OTHER_ROUTING_KEY)
+    fresh.save()
+    Destination.objects.filter(pk=destination.pk).update(
+        routing_key_rotated_at=timezone.now() - timedelta(days=120)
+    )
+    listing = admin_client.get(LIST_URL).content.decode()
+    assert "⚠ 120 days — rotate" in listing
+
+    stale_only = admin_client.get(LIST_URL, {"key_age": "stale"}).content.decode()
+    assert "SecOps on-call" in stale_only
+    assert ">Fresh<" not in stale_only
+
+
+def test_search_finds_by_name(admin_client, destination):
+    other = Destination(name="Platform on-call")
+    other.set_routing_key(OTHER_ROUTING_KEY)
+    other.save()
+    page = admin_client.get(LIST_URL, {"q": "SecOps"}).content.decode()
+    assert "1 result" in page
+    assert "Platform on-call" not in page
+
+
+# The event preview, help that quotes PagerDuty, and the list's empty state.
+
+
+def shown_preview(page: str) -> dict:
+    """The event JSON as the change page shows it."""
+    match = re.search(r'<pre class="event-preview" id="event-preview">(.*?)</pre>', page, re.S)
+    assert match, "no event preview on the page"
+    return json.loads(match.group(1))
+
+
+def test_change_page_previews_the_event_a_sample_run_would_send(
+    admin_client, configured_destination
+):
+    page = page_text(admin_client.get(change_url(configured_destination)))
+
+    event = shown_preview(page)
+    assert event["routing_key"] == MASKED_KEY
+    assert event["event_action"] == "trigger"
+    assert event["dedup_key"] == dedup_key_for(SAMPLE_DETECTION_NAME)
+    payload = event["payload"]
+    assert payload["summary"] == f"[HIGH] {SAMPLE_DETECTION_NAME} - {SAMPLE_REPLAY_LINK}"
+    assert payload["severity"] == "critical"  # the override, not HIGH's "error"
+    assert payload["source"] == SAMPLE_REPLAY_LINK
+    assert (payload["component"], payload["group"], payload["class"]) == (
+        "auth",
+        "prod",
+        "security",
+    )
+    details = payload["custom_details"]
+    assert details["team"] == "secops"  # the destination's own details, merged in
+    assert details["runbook"] == "https://wiki.example.com/runbooks/logins"
+    assert details["detection_name"] == SAMPLE_DETECTION_NAME
+    assert (details["outcome"], details["match_count"], details["match_threshold"]) == (
+        "MATCHED",
+        42,
+        10,
+    )
+    assert event["links"] == [{"href": SAMPLE_REPLAY_LINK, "text": "Replay the detection run"}]
+
+    size = preview_event(configured_destination).size
+    assert f"{size:,} bytes as sent, of PagerDuty's 512,000-byte limit" in page
+    assert "Event preview" in page
+    assert "made-up HIGH run of “Suspicious Login Attempts” with 42 matches" in page
+    assert ROUTING_KEY not in page
+
+
+def test_preview_with_automatic_severity_and_no_extras_leaves_them_out(admin_client):
+    destination = make_destination("Platform on-call", ROUTING_KEY)
+
+    payload = shown_preview(page_text(admin_client.get(change_url(destination))))["payload"]
+
+    assert payload["severity"] == "error"  # HIGH, automatically
+    assert not {"component", "group", "class"} & payload.keys()
+    assert "team" not in payload["custom_details"]
+
+
+def test_add_page_quotes_the_pagerduty_steps_and_hides_what_needs_a_saved_destination(
+    admin_client,
+):
+    page = page_text(admin_client.get(reverse("admin:destinations_destination_add")))
+
+    assert (
+        "Services → Service Directory → your service → Integrations tab → Add an integration → "
+        "“Events API V2” → Add" in page
+    )
+    assert "Not an API Access Key" in page
+    assert "Automatic follows the detection: CRITICAL → critical, HIGH → error" in page
+    assert "PagerDuty's component: the part of the system affected" in page
+    assert "Event preview" not in page
+    assert "Key stored at" not in page
+    assert 'id="send-test-alert"' not in page
+
+
+def test_change_page_keeps_the_test_alert_button_and_the_key_dates(
+    admin_client, configured_destination
+):
+    page = page_text(admin_client.get(change_url(configured_destination)))
+
+    assert 'id="send-test-alert"' in page
+    assert "Key stored at" in page
+    assert f"Current key: {MASKED_KEY}. Leave blank to keep it" in page
+
+
+def test_empty_destination_list_links_to_the_add_page(admin_client):
+    page = page_text(admin_client.get(reverse("admin:destinations_destination_changelist")))
+
+    assert (
+        f'<a href="{reverse("admin:destinations_destination_add")}">Add a destination</a>' in page
+    )
+
+
+def test_a_list_with_rows_shows_no_empty_state(admin_client, configured_destination):
+    page = page_text(admin_client.get(reverse("admin:destinations_destination_changelist")))
+
+    assert "No destinations yet." not in page
+    assert "SecOps on-call" in page

@@ -1,0 +1,52 @@
+"""`manage.py deliver_alerts` as an operator runs it."""
+
+import signal
+import time
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from destinations.models import Delivery, DeliveryStatus
+from tests.support.factories import make_destination, queue_event
+from tests.support.routing_keys import ROUTING_KEY
+from tests.support.worker_process import start_worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_once_drains_what_is_due_and_reports(fake_pagerduty, capsys):
+    destination = make_destination("SecOps", ROUTING_KEY)
+    for n in range(5):
+        queue_event(destination, f"k-{n}")
+    call_command("deliver_alerts", "--once", "--concurrency", "3")
+    assert "Worker stopped: delivered 5, retrying 0, failed 0." in capsys.readouterr().out
+    assert len(fake_pagerduty.events) == 5
+
+
+@pytest.mark.parametrize("value", ["0", "65"])
+def test_concurrency_out_of_range_is_refused(value):
+    with pytest.raises(CommandError, match="--concurrency must be between 1 and 64"):
+        call_command("deliver_alerts", "--once", "--concurrency", value)
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_delivery_in_flight_then_exits(fake_pagerduty):
+    destination = make_destination("SecOps", ROUTING_KEY)
+    delivery = queue_event(destination, "k-1")
+    fake_pagerduty.latency = 1.5
+    worker = start_worker(events_url=fake_pagerduty.url)
+    try:
+        deadline = time.monotonic() + 30
+        while not fake_pagerduty.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fake_pagerduty.received, "the worker never sent"
+        worker.send_signal(signal.SIGTERM)  # while PagerDuty is still answering
+        out, err = worker.communicate(timeout=30)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, err
+    assert "finishing the deliveries in flight" in err
+    assert "delivered 1" in out
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DELIVERED
+    assert Delivery.objects.filter(status=DeliveryStatus.SENDING).count() == 0
