@@ -9,7 +9,7 @@ from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from .encryption import DecryptionError, decrypt, key_problems
+from .keys.encryption import DecryptionError, decrypt, key_problems
 
 
 @register()

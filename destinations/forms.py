@@ -7,9 +7,9 @@ import re
 from django import forms
 from django.core.exceptions import ValidationError
 
+from .keys.routing import clean_routing_key
 from .models import Destination
 from .pagerduty.events import RESERVED_DETAIL_KEYS
-from .routing_keys import clean_routing_key
 
 CUSTOM_DETAILS_MAX_BYTES = 64 * 1024
 # Deeper objects are refused: no team's details need them, and every level costs recursion each

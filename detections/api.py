@@ -3,9 +3,9 @@
 from django.http import HttpRequest, JsonResponse, UnreadablePostError
 from django.views.decorators.csrf import csrf_exempt
 
+from .intake import MAX_BODY_BYTES, InvalidRunBody, parse_body
 from .services import DetectionNotFound, record_detection_run
 from .tokens import authenticate_token
-from .validation import MAX_BODY_BYTES, InvalidRunBody, parse_body
 
 
 @csrf_exempt  # called by machines with a bearer token, never by a browser session

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
-from destinations.delivery import enqueue_run_deliveries
+from destinations.delivery.attempts import enqueue_run_deliveries
 from destinations.models import Delivery
 
+from .intake import RunFields, validate_run_body
 from .models import Detection, DetectionRun
 from .outcomes import evaluate_outcome
-from .validation import RunFields, validate_run_body
 
 logger = logging.getLogger("detections.intake")
 

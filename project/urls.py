@@ -2,8 +2,8 @@ from django.contrib import admin
 from django.http import HttpResponse
 from django.urls import include, path
 
-from destinations.health_views import health_view
-from project import PRODUCT_NAME, health
+from destinations.admin.health_page import health_view
+from project import PRODUCT_NAME, healthz
 
 admin.site.site_header = PRODUCT_NAME
 admin.site.site_title = PRODUCT_NAME
@@ -26,6 +26,6 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("api/v1/", include("detections.urls")),
-    path("healthz", health.healthz, name="healthz"),
+    path("healthz", healthz.healthz, name="healthz"),
     path("favicon.ico", no_favicon),
 ]

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from destinations.pagerduty.events import EVENT_MAX_BYTES, dedup_key_for, serialize_event
-from destinations.preview import SAMPLE_DETECTION_NAME, SAMPLE_REPLAY_LINK, preview_event
+from destinations.services import SAMPLE_DETECTION_NAME, SAMPLE_REPLAY_LINK, preview_event
 from tests.conftest import ROUTING_KEY
 from tests.delivery_helpers import make_destination, make_detection, record_run
 

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from destinations.models import Delivery, DeliveryStatus
 from detections import api, services
+from detections.intake import MAX_BODY_BYTES, MAX_ERRORS, MAX_ERRORS_BYTES
 from detections.models import MAX_COUNT, ApiToken, DetectionRun
 from detections.tokens import create_api_token
-from detections.validation import MAX_BODY_BYTES, MAX_ERRORS, MAX_ERRORS_BYTES
 from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
 from tests.delivery_helpers import make_destination
 

@@ -13,8 +13,8 @@ from collections import Counter, defaultdict
 import pytest
 from django.db import connection, transaction
 
+from destinations.delivery.worker import LOST_LEASE_ERROR, Worker
 from destinations.models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
-from destinations.worker import LOST_LEASE_ERROR, Worker
 from tests.conftest import ROUTING_KEY
 from tests.delivery_helpers import make_destination, queue_event
 from tests.leak_guard import register_secret

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import pytest
 
+from destinations.delivery.worker import LOST_LEASE_ERROR
 from destinations.models import Delivery, DeliveryAttempt, DeliveryStatus
-from destinations.worker import LOST_LEASE_ERROR
 from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
 from tests.delivery_helpers import make_destination, queue_event
 from tests.leak_guard import find_secrets, register_secret

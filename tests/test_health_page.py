@@ -12,8 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from destinations.admin.health_page import format_rate, human_duration_ms
 from destinations.health import delivery_health, nearest_rank
-from destinations.health_views import format_rate, human_duration_ms
 from destinations.models import Delivery, DeliveryKind, DeliveryStatus, Destination
 from tests.conftest import ROUTING_KEY
 from tests.delivery_helpers import make_destination

@@ -21,9 +21,9 @@ from destinations.forms import CUSTOM_DETAILS_MAX_BYTES, DestinationForm
 from destinations.models import Delivery, Destination
 from destinations.pagerduty.events import RESERVED_DETAIL_KEYS, serialize_event
 from detections import api
+from detections.intake import ECHO_LENGTH, KNOWN_FIELDS, MAX_BODY_BYTES, REQUIRED_FIELDS
 from detections.models import MAX_COUNT, DetectionRun
 from detections.tokens import create_api_token
-from detections.validation import ECHO_LENGTH, KNOWN_FIELDS, MAX_BODY_BYTES, REQUIRED_FIELDS
 from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
 from tests.delivery_helpers import make_destination, make_detection
 from tests.fake_pagerduty import validate_event

@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
-from destinations import encryption, rotation
+from destinations.keys import encryption, rotation
 from destinations.models import Delivery, Destination
 from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
 

@@ -24,6 +24,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 import project
+from destinations.keys.routing import MASK, mask_routing_key
 from destinations.pagerduty.errors import (
     PagerDutyError,
     Timeout,
@@ -32,7 +33,6 @@ from destinations.pagerduty.errors import (
     parse_retry_after,
 )
 from destinations.pagerduty.events import DEDUP_KEY_MAX_LENGTH
-from destinations.routing_keys import MASK, mask_routing_key
 
 US_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 EU_EVENTS_URL = "https://events.eu.pagerduty.com/v2/enqueue"

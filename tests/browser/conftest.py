@@ -180,7 +180,7 @@ def delivery_worker(live_server, fake_pagerduty):
     """The delivery worker in a background thread, as `deliver_alerts` runs beside the web."""
     from django.db import connection
 
-    from destinations.worker import Worker
+    from destinations.delivery.worker import Worker
 
     worker = Worker(concurrency=2, poll_interval=0.05)
 

@@ -14,8 +14,8 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from .health import DayCount, DestinationHealth, Failure, delivery_health
-from .models import DeliveryKind
+from ..health import DayCount, DestinationHealth, Failure, delivery_health
+from ..models import DeliveryKind
 
 # At or above the first a destination reads as healthy; below the second it is flagged red.
 SUCCESS_RATE_GOOD = 99.0

@@ -4,7 +4,7 @@ import re
 
 from django.core.exceptions import ValidationError
 
-from .pagerduty.events import ROUTING_KEY_LENGTH
+from ..pagerduty.events import ROUTING_KEY_LENGTH
 
 MASK = "••••"
 # Shown instead of a fingerprint when no configured encryption key can decrypt the stored key.

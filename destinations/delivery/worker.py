@@ -19,10 +19,10 @@ from django.db.models import Exists, F, OuterRef, Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from .delivery import FinishedAttempt, record_attempts, send_event, unreadable_key_result
-from .encryption import DecryptionError, decrypt
-from .models import UNFINISHED, Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
-from .rate_budget import take_tokens
+from ..keys.encryption import DecryptionError, decrypt
+from ..models import UNFINISHED, Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
+from .attempts import FinishedAttempt, record_attempts, send_event, unreadable_key_result
+from .budget import take_tokens
 
 logger = logging.getLogger("destinations.worker")
 

@@ -2,7 +2,7 @@
 
 from django.contrib import admin, messages
 
-from .test_alerts import send_test_alert as send_test_alert_service
+from ..services import send_test_alert as send_test_alert_service
 
 
 def report_test_alert(modeladmin, request, destination, *, resolve: bool) -> None:

@@ -13,16 +13,16 @@ from django.utils import timezone
 
 from project import PRODUCT_NAME
 
-from .models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus, Destination
-from .pagerduty.client import PagerDutyClient, events_url, get_client
-from .pagerduty.errors import PagerDutyError
-from .pagerduty.events import (
+from ..models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus, Destination
+from ..pagerduty.client import PagerDutyClient, events_url, get_client
+from ..pagerduty.errors import PagerDutyError
+from ..pagerduty.events import (
     DestinationOptions,
     RunFacts,
     build_trigger_event,
     serialize_event,
 )
-from .retry import give_up_reason, retry_delay_seconds
+from .policy import give_up_reason, retry_delay_seconds
 
 logger = logging.getLogger("destinations.delivery")
 

@@ -6,9 +6,9 @@ from django.contrib import admin, messages
 from django.template.loader import render_to_string
 from django.utils.html import format_html
 
-from .delivery import retry_now
-from .models import Delivery, DeliveryAttempt, DeliveryStatus
-from .pagerduty.events import EVENT_MAX_BYTES, event_size
+from ..delivery.attempts import retry_now
+from ..models import Delivery, DeliveryAttempt, DeliveryStatus
+from ..pagerduty.events import EVENT_MAX_BYTES, event_size
 
 STATUS_COLOURS = {
     DeliveryStatus.PENDING: "#8a6d00",
