@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from project import PRODUCT_NAME
 
-from .delivery.attempts import AttemptResult, destination_options, record_attempt, send_event
+from .delivery.attempts import AttemptResult, record_attempt, send_event
+from .delivery.outbox import destination_options
 from .keys.routing import mask_routing_key
 from .models import Delivery, DeliveryKind, DeliveryStatus, Destination
 from .pagerduty.client import PagerDutyClient

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
-from destinations.delivery.attempts import enqueue_run_deliveries
+from destinations.delivery.outbox import enqueue_run_deliveries
 from destinations.models import Delivery
 
 from .intake import RunFields, validate_run_body

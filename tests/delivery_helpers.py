@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 
-from destinations.delivery.attempts import enqueue_run_deliveries
+from destinations.delivery.outbox import enqueue_run_deliveries
 from destinations.models import Delivery, DeliveryKind, Destination
 from detections.models import Detection, DetectionRun
 from detections.outcomes import evaluate_outcome

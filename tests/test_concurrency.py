@@ -13,7 +13,8 @@ from collections import Counter, defaultdict
 import pytest
 from django.db import connection, transaction
 
-from destinations.delivery.worker import LOST_LEASE_ERROR, Worker
+from destinations.delivery.claims import LOST_LEASE_ERROR
+from destinations.delivery.worker import Worker
 from destinations.models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
 from tests.conftest import ROUTING_KEY
 from tests.delivery_helpers import make_destination, queue_event

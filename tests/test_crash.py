@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from destinations.delivery.worker import LOST_LEASE_ERROR
+from destinations.delivery.claims import LOST_LEASE_ERROR
 from destinations.models import Delivery, DeliveryAttempt, DeliveryStatus
 from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY
 from tests.delivery_helpers import make_destination, queue_event

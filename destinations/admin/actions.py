@@ -1,7 +1,9 @@
-"""Admin actions and views on destinations; each calls one service."""
+"""Admin actions on destinations and deliveries; each calls one service."""
 
 from django.contrib import admin, messages
 
+from ..delivery.outbox import retry_now
+from ..models import DeliveryStatus
 from ..services import send_test_alert as send_test_alert_service
 
 
@@ -26,3 +28,17 @@ def send_test_alert(modeladmin, request, queryset):
 def send_test_alert_and_resolve(modeladmin, request, queryset):
     for destination in queryset.order_by("name"):
         report_test_alert(modeladmin, request, destination, resolve=True)
+
+
+@admin.action(permissions=["change"], description="Retry now")
+def retry_now_action(modeladmin, request, queryset):
+    failed = queryset.filter(status=DeliveryStatus.FAILED)
+    skipped = queryset.count() - failed.count()
+    count = retry_now(list(failed))
+    modeladmin.message_user(
+        request,
+        f"{count} failed deliver{'y is' if count == 1 else 'ies are'} due again now; "
+        f"the worker will send {'it' if count == 1 else 'them'} with fresh attempt and age limits."
+        + (f" {skipped} not failed, left as they are." if skipped else ""),
+        level=messages.SUCCESS if count else messages.WARNING,
+    )

@@ -2,13 +2,13 @@
 
 import json
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.template.loader import render_to_string
 from django.utils.html import format_html
 
-from ..delivery.attempts import retry_now
 from ..models import Delivery, DeliveryAttempt, DeliveryStatus
 from ..pagerduty.events import EVENT_MAX_BYTES, event_size
+from .actions import retry_now_action
 
 STATUS_COLOURS = {
     DeliveryStatus.PENDING: "#8a6d00",
@@ -51,20 +51,6 @@ class DeliveryAttemptInline(admin.TabularInline):
 
     def has_change_permission(self, request, obj=None):
         return False
-
-
-@admin.action(permissions=["change"], description="Retry now")
-def retry_now_action(modeladmin, request, queryset):
-    failed = queryset.filter(status=DeliveryStatus.FAILED)
-    skipped = queryset.count() - failed.count()
-    count = retry_now(list(failed))
-    modeladmin.message_user(
-        request,
-        f"{count} failed deliver{'y is' if count == 1 else 'ies are'} due again now; "
-        f"the worker will send {'it' if count == 1 else 'them'} with fresh attempt and age limits."
-        + (f" {skipped} not failed, left as they are." if skipped else ""),
-        level=messages.SUCCESS if count else messages.WARNING,
-    )
 
 
 @admin.register(Delivery)

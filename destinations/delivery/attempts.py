@@ -1,4 +1,4 @@
-"""Queue events for destinations, make one delivery attempt, and record what happened."""
+"""One delivery attempt: post an event to PagerDuty, then record what happened to the delivery."""
 
 import logging
 import uuid
@@ -7,102 +7,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from project import PRODUCT_NAME
-
-from ..models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus, Destination
+from ..models import Delivery, DeliveryAttempt, DeliveryStatus, Destination
 from ..pagerduty.client import PagerDutyClient, events_url, get_client
 from ..pagerduty.errors import PagerDutyError
 from ..pagerduty.events import (
-    DestinationOptions,
-    RunFacts,
-    build_trigger_event,
     serialize_event,
 )
 from .policy import give_up_reason, retry_delay_seconds
 
 logger = logging.getLogger("destinations.delivery")
-
-# Only these outcomes page anyone; NOT_MATCHED runs are recorded and nothing is sent.
-PAGEABLE_OUTCOMES = frozenset({"MATCHED", "ERROR"})
-
-
-def run_facts(run) -> RunFacts:
-    """The plain facts of a detection run that the event builder needs."""
-    detection = run.detection
-    return RunFacts(
-        detection_id=str(detection.pk),
-        detection_name=detection.name,
-        description=detection.description,
-        severity=detection.severity,
-        match_operator=detection.match_operator,
-        match_threshold=detection.match_threshold,
-        match_eagerness=detection.match_eagerness,
-        outcome=run.outcome,
-        match_count=run.match_count,
-        run_type=run.run_type,
-        run_id=run.run_id,
-        ran_at=run.ran_at,
-        range_start=run.range_start,
-        range_end=run.range_end,
-        match_exhaustiveness=run.match_exhaustiveness or None,
-        search_id=run.search_id or None,
-        trace_id=run.trace_id or None,
-        errors=list(run.errors or []),
-        replay_link=run.replay_link or None,
-    )
-
-
-def destination_options(destination: Destination) -> DestinationOptions:
-    """The parts of a destination that shape its events."""
-    return DestinationOptions(
-        severity_override=destination.severity_override,
-        component=destination.component,
-        group=destination.group,
-        event_class=destination.event_class,
-        custom_details=dict(destination.custom_details or {}),
-    )
-
-
-def build_run_event(run, destination: Destination) -> dict:
-    """The trigger event (without the routing key) for a run and a destination."""
-    return build_trigger_event(
-        run=run_facts(run),
-        options=destination_options(destination),
-        default_source=settings.PAGERDUTY_DEFAULT_SOURCE,
-        client=PRODUCT_NAME,
-        client_url=settings.SITE_URL,
-    )
-
-
-def enqueue_run_deliveries(run) -> list[Delivery]:
-    """Queue one trigger per enabled destination of a MATCHED or ERROR run.
-
-    Call it inside the transaction that stores the run, so both are written or neither is.
-    """
-    if run.outcome not in PAGEABLE_OUTCOMES or not run.detection.enabled:
-        return []
-    destinations = run.detection.destinations.filter(enabled=True).defer("routing_key")
-    now = timezone.now()
-    deliveries = []
-    for destination in destinations.order_by("pk"):
-        event = build_run_event(run, destination)
-        deliveries.append(
-            Delivery(
-                destination=destination,
-                run=run,
-                kind=DeliveryKind.TRIGGER,
-                event=event,
-                dedup_key=event["dedup_key"],
-                queued_at=now,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        )
-    return Delivery.objects.bulk_create(deliveries)
 
 
 class UnreadableRoutingKey(PagerDutyError):
@@ -354,20 +270,3 @@ def _attempt_changes(attempt: FinishedAttempt, *, retry: bool) -> tuple[str, dic
         fields["last_error"] = f"{error_text} — {reason}"
     fields.update(status=status, finished_at=now)
     return status, fields, DeliveryAttempt.Result.FAILED
-
-
-@transaction.atomic
-def retry_now(deliveries) -> int:
-    """Make failed deliveries due at once, restarting their attempt and age limits."""
-    now = timezone.now()
-    return Delivery.objects.filter(
-        pk__in=[d.pk for d in deliveries], status=DeliveryStatus.FAILED
-    ).update(
-        status=DeliveryStatus.PENDING,
-        attempts=0,
-        queued_at=now,
-        next_attempt_at=now,
-        finished_at=None,
-        lease_expires_at=None,
-        lease_token=None,
-    )
