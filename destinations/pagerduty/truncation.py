@@ -7,6 +7,8 @@ import math
 import re
 from collections.abc import Iterable
 
+from project.strict_json import LONE_SURROGATE
+
 from .events import (
     _ENCODER,
     ELLIPSIS,
@@ -35,7 +37,6 @@ _TRUNCATION_RECORD_RESERVE = (MAX_TRUNCATION_ENTRIES + 1) * (TRUNCATION_PATH_MAX
 # Up to this many top-level details are measured one by one (see _MeasuredEvent).
 _MEASURE_APART_MAX_KEYS = 1000
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _ELLIPSIS_BYTES = len(_ENCODER.encode(ELLIPSIS).encode("utf-8"))
 # Keys of a path are shown at most this long, so a huge key cannot make a huge path.
 _PATH_KEY_MAX_LENGTH = 60
@@ -55,7 +56,7 @@ def _json_safe(value: JSONValue) -> JSONValue:
     so a lone surrogate becomes U+FFFD and a non-finite number its name as text.
     """
     if isinstance(value, str):
-        if value.isascii() or not _LONE_SURROGATE.search(value):
+        if value.isascii() or not LONE_SURROGATE.search(value):
             return value
         # A round trip through UTF-16 joins split pairs and replaces the truly lone halves.
         return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
