@@ -9,7 +9,8 @@ from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from .keys.encryption import DecryptionError, decrypt, key_problems
+from .keys.encryption import key_problems
+from .keys.routing import readable_key
 
 
 @register()
@@ -34,12 +35,7 @@ def check_routing_keys_readable(app_configs=None, **kwargs):
         )
     except DatabaseError:
         return []
-    unreadable = []
-    for name, token in tokens:
-        try:
-            decrypt(token)
-        except DecryptionError:
-            unreadable.append(name)
+    unreadable = [name for name, token in tokens if readable_key(token) is None]
     if not unreadable:
         return []
     return [

@@ -16,8 +16,7 @@ from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from ..forms import DestinationForm
-from ..keys.encryption import DecryptionError, decrypt
-from ..keys.routing import UNREADABLE_KEY, mask_routing_key
+from ..keys.routing import UNREADABLE_KEY, mask_routing_key, readable_key
 from ..models import Delivery, Destination
 from ..services import SAMPLE_RUN_DESCRIPTION, preview_event
 from .actions import report_test_alert, send_test_alert, send_test_alert_and_resolve
@@ -143,10 +142,8 @@ class DestinationAdmin(admin.ModelAdmin):
         token = getattr(obj, "routing_key_token", None)
         if token is None:
             return obj.masked_routing_key
-        try:
-            return mask_routing_key(decrypt(token))
-        except DecryptionError:
-            return UNREADABLE_KEY
+        readable = readable_key(token)
+        return UNREADABLE_KEY if readable is None else mask_routing_key(readable)
 
     @admin.display(description="severity", ordering="severity_override")
     def severity_display(self, obj: Destination) -> str:

@@ -1,7 +1,6 @@
 """The delivery worker: claim due deliveries, send them on a pool of threads, record them."""
 
 import contextlib
-import functools
 import logging
 import queue
 import threading
@@ -15,40 +14,23 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from ..keys.encryption import DecryptionError, decrypt
+from ..keys.routing import readable_key
 from ..models import DeliveryStatus
 from .attempts import FinishedAttempt, record_attempts, send_event, unreadable_key_result
 from .claims import Claim, claim_due
 
 logger = logging.getLogger("destinations.worker")
 
-# Decrypted routing keys kept by the sending threads: enough for every destination in use.
-ROUTING_KEYS_CACHED = 1024
-
 
 def send_claimed(claim: Claim, *, now: Callable[[], datetime] = timezone.now) -> FinishedAttempt:
     """Send one claimed delivery, touching no database; the attempt is for the caller to record."""
     delivery = claim.delivery
-    try:
-        routing_key = _routing_key(
-            delivery.routing_key_token, tuple(settings.FIELD_ENCRYPTION_KEYS)
-        )
-    except DecryptionError:
+    routing_key = readable_key(delivery.routing_key_token)
+    if routing_key is None:
         result = unreadable_key_result()
     else:
         result = send_event(delivery.event, delivery.destination, routing_key=routing_key)
     return FinishedAttempt(delivery, result, now(), claim.lease_token)
-
-
-@functools.lru_cache(maxsize=ROUTING_KEYS_CACHED)
-def _routing_key(token: str, keys: tuple[str, ...]) -> str:
-    """The routing key in a stored token, decrypted once per token and list of keys.
-
-    A backlog holds many deliveries to each destination, and each decryption checks the token
-    against every key in turn. A failure is not cached; the key list is part of the cache key,
-    so a changed FIELD_ENCRYPTION_KEYS is obeyed at once.
-    """
-    return decrypt(token)
 
 
 @dataclass

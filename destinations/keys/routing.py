@@ -1,15 +1,20 @@
-"""What a PagerDuty integration (routing) key looks like, and how it may be shown."""
+"""What a PagerDuty integration (routing) key looks like, how it may be shown, how it is read."""
 
+import functools
 import re
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from ..pagerduty.events import ROUTING_KEY_LENGTH
+from .encryption import DecryptionError, decrypt
 
 MASK = "••••"
 # Shown instead of a fingerprint when no configured encryption key can decrypt the stored key.
 UNREADABLE_KEY = "⚠ unreadable — restore its encryption key or enter the key again"
 _KEY_CHARACTERS = re.compile(r"[A-Za-z0-9]*")
+# Decrypted routing keys kept in memory: enough for every destination in use.
+ROUTING_KEYS_CACHED = 1024
 
 
 def mask_routing_key(key: str | None) -> str:
@@ -39,3 +44,22 @@ def clean_routing_key(value: str) -> str:
             params={"bad": bad},
         )
     return key
+
+
+def readable_key(token: str) -> str | None:
+    """The routing key in a stored token, or None when no configured encryption key decrypts it."""
+    try:
+        return _decrypted(token, tuple(settings.FIELD_ENCRYPTION_KEYS))
+    except DecryptionError:
+        return None
+
+
+@functools.lru_cache(maxsize=ROUTING_KEYS_CACHED)
+def _decrypted(token: str, keys: tuple[str, ...]) -> str:
+    """The routing key in a stored token, decrypted once per token and list of keys.
+
+    A backlog holds many deliveries to each destination, and each decryption checks the token
+    against every key in turn. A failure is not cached; the key list is part of the cache key,
+    so a changed FIELD_ENCRYPTION_KEYS is obeyed at once.
+    """
+    return decrypt(token)
