@@ -198,7 +198,3 @@ class DestinationForm(forms.ModelForm):
         super()._post_clean()
         if key is not None:
             self.cleaned_data["routing_key"] = key
-
-    @property
-    def routing_key_changed(self) -> bool:
-        return bool(getattr(self, "cleaned_data", {}).get("routing_key"))

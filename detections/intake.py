@@ -20,8 +20,8 @@ from .models import MAX_COUNT, MatchExhaustiveness, RunType
 MAX_BODY_BYTES = 1024 * 1024
 # The model's text columns (run_id, search_id, trace_id, detection name) are 255 characters.
 MAX_TEXT_LENGTH = 255
-# The stored errors stay small enough to show in the admin and to page with (only 10 are sent).
-MAX_ERRORS = 1000
+# A run's stored errors stay few enough to show in the admin (MAX_ERRORS_SENT of them are paged).
+MAX_ERRORS_STORED = 1000
 MAX_ERRORS_BYTES = 256 * 1024
 # Deeper structures are refused: they are never a real engine's error report, and each level
 # costs recursion when the list is stored and when an event is built from it.
@@ -232,8 +232,8 @@ def _optional_choice(choices: list[str]) -> Callable[[object], str]:
 def _errors(value: object) -> list:
     if not isinstance(value, list):
         raise _FieldError(f"It must be a list of strings or JSON objects; got {_json_type(value)}.")
-    if len(value) > MAX_ERRORS:
-        raise _FieldError(f"It has {len(value)} items; at most {MAX_ERRORS} are accepted.")
+    if len(value) > MAX_ERRORS_STORED:
+        raise _FieldError(f"It has {len(value)} items; at most {MAX_ERRORS_STORED} are accepted.")
     for index, item in enumerate(value):
         if not isinstance(item, str | dict):
             raise _FieldError(

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from destinations.models import Delivery, DeliveryStatus
 from detections import api, services
-from detections.intake import MAX_BODY_BYTES, MAX_ERRORS, MAX_ERRORS_BYTES
+from detections.intake import MAX_BODY_BYTES, MAX_ERRORS_BYTES
+from detections.intake import MAX_ERRORS_STORED as MAX_ERRORS
 from detections.models import MAX_COUNT, ApiToken, DetectionRun
 from detections.tokens import create_api_token
 from tests.conftest import OTHER_ROUTING_KEY, ROUTING_KEY

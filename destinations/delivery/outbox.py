@@ -8,10 +8,7 @@ from detections.events import run_facts
 from project import PRODUCT_NAME
 
 from ..models import Delivery, DeliveryKind, DeliveryStatus, Destination
-from ..pagerduty.events import DestinationOptions, build_trigger_event
-
-# Only these outcomes page anyone; NOT_MATCHED runs are recorded and nothing is sent.
-PAGEABLE_OUTCOMES = frozenset({"MATCHED", "ERROR"})
+from ..pagerduty.events import PAGEABLE_OUTCOMES, DestinationOptions, build_trigger_event
 
 
 def destination_options(destination: Destination) -> DestinationOptions:

@@ -14,8 +14,8 @@ DEDUP_KEY_MAX_LENGTH = 255
 EVENT_MAX_BYTES = 512_000
 ROUTING_KEY_LENGTH = 32
 
-# Errors beyond this many are counted, not sent: an on-call reader needs the first few, not all.
-MAX_ERRORS = 10
+# Errors of a run beyond this many are counted, not sent: an on-call reader needs the first few.
+MAX_ERRORS_SENT = 10
 # The intake refuses longer links so "[SEV] name - link" always fits 1024 characters.
 REPLAY_LINK_MAX_LENGTH = 900
 
@@ -25,8 +25,8 @@ ELLIPSIS = "…"
 
 SEVERITY_MAP = {"CRITICAL": "critical", "HIGH": "error", "MEDIUM": "warning", "LOW": "info"}
 PAGERDUTY_SEVERITIES = ("critical", "error", "warning", "info")
-# NOT_MATCHED runs are recorded but never page anyone.
-EVENT_OUTCOMES = ("MATCHED", "ERROR")
+# The outcomes that page anyone; NOT_MATCHED runs are recorded and nothing is sent.
+PAGEABLE_OUTCOMES = ("MATCHED", "ERROR")
 
 REPLAY_LINK_TEXT = "Replay the detection run"
 TEST_SUMMARY_PREFIX = "Test alert from "
@@ -124,8 +124,10 @@ def build_trigger_event(
 ) -> dict:
     """Build the trigger event (without routing key) for a MATCHED or ERROR run."""
     outcome = str(run.outcome)
-    if outcome not in EVENT_OUTCOMES:
-        raise ValueError(f"Only {' and '.join(EVENT_OUTCOMES)} runs get an event, not {outcome}.")
+    if outcome not in PAGEABLE_OUTCOMES:
+        raise ValueError(
+            f"Only {' and '.join(PAGEABLE_OUTCOMES)} runs get an event, not {outcome}."
+        )
     severity = str(run.severity)
     if severity not in SEVERITY_MAP:
         raise ValueError(f"Unknown detection severity {severity!r}.")
@@ -309,8 +311,8 @@ def _run_details(run: RunFacts, link: str | None) -> dict[str, JSONValue]:
     }
     details = {name: value for name, value in facts.items() if not _is_absent(value)}
     if run.errors:
-        details["errors"] = list(run.errors[:MAX_ERRORS])
-        if len(run.errors) > MAX_ERRORS:
+        details["errors"] = list(run.errors[:MAX_ERRORS_SENT])
+        if len(run.errors) > MAX_ERRORS_SENT:
             details[ERRORS_TOTAL_KEY] = len(run.errors)
     return details
 
