@@ -18,7 +18,7 @@ from destinations.models import Delivery, DeliveryKind, DeliveryStatus, Destinat
 from tests.conftest import ROUTING_KEY
 from tests.delivery_helpers import make_destination
 
-URL = reverse("destinations_health")
+URL = reverse("admin:destinations_health")
 
 pytestmark = pytest.mark.django_db
 

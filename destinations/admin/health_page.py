@@ -63,7 +63,7 @@ class HealthRow:
 def health_view(request: HttpRequest) -> TemplateResponse:
     """Render the delivery health page for staff who may view the delivery log."""
     # The page summarises the delivery log (PagerDuty's answers included), so it asks for the
-    # log's own permission; admin_view (in project/urls.py) has already let only staff in.
+    # log's own permission; admin_view (in destinations/apps.py) has already let only staff in.
     if not request.user.has_perm("destinations.view_delivery"):
         raise PermissionDenied
     report = delivery_health(page=request.GET.get("page"))
