@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, Tags, Warning, register
 from django.db import DatabaseError
 from django.db.models import TextField
 from django.db.models.functions import Cast
@@ -21,7 +21,9 @@ def check_encryption_keys(app_configs=None, **kwargs):
     ]
 
 
-@register()
+# Tagged database: they query, so they run only where asked (manage.py check --database default,
+# and migrate), not before every command.
+@register(Tags.database)
 def check_routing_keys_readable(app_configs=None, **kwargs):
     from .models import Destination
 
@@ -49,7 +51,7 @@ def check_routing_keys_readable(app_configs=None, **kwargs):
     ]
 
 
-@register()
+@register(Tags.database)
 def check_routing_key_age(app_configs=None, **kwargs):
     from .models import Destination
 

@@ -404,7 +404,7 @@ def test_check_warns_about_keys_older_than_90_days(destination, days, warned):
     )
     out, err = io.StringIO(), io.StringIO()
 
-    call_command("check", stdout=out, stderr=err)
+    call_command("check", databases=["default"], stdout=out, stderr=err)
 
     output = out.getvalue() + err.getvalue()
     assert ("destinations.W001" in output) is warned

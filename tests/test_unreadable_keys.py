@@ -74,7 +74,7 @@ def test_editing_other_fields_keeps_the_unreadable_token_untouched(admin_client,
 
 
 def test_system_check_names_the_destination(orphaned, capsys):
-    call_command("check")
+    call_command("check", databases=["default"])
     err = capsys.readouterr().err
     assert "destinations.W002" in err
     assert "Orphaned" in err
