@@ -16,7 +16,7 @@ import django
 def main() -> int:
     """Rotate every encrypted value under the first key and print the seconds it took."""
     django.setup()
-    from destinations.rotation import rotate_encryption_keys
+    from destinations.keys.rotation import rotate_encryption_keys
 
     started = time.perf_counter()
     report = rotate_encryption_keys()

@@ -123,7 +123,7 @@ def seed_outbox(*, deliveries: int, destinations: int, events_file: Path) -> dic
     from django.db import transaction
     from django.utils import timezone
 
-    from destinations.delivery import enqueue_run_deliveries
+    from destinations.delivery.outbox import enqueue_run_deliveries
     from destinations.pagerduty.events import serialize_event
     from detections.models import DetectionRun
 
@@ -152,7 +152,7 @@ def seed_latency(*, runs: int, plan_file: Path) -> dict:
     from django.conf import settings
     from django.utils import timezone
 
-    from destinations.delivery import build_run_event
+    from destinations.delivery.outbox import build_run_event
     from destinations.pagerduty.events import serialize_event
 
     targets = make_destinations(runs)
@@ -173,7 +173,7 @@ def seed_history(*, destinations: int, deliveries: int, days: int = 30) -> dict:
     from django.db import transaction
     from django.utils import timezone
 
-    from destinations.delivery import build_run_event
+    from destinations.delivery.outbox import build_run_event
     from destinations.models import Delivery
 
     rng = random.Random(7)

@@ -1,4 +1,11 @@
+"""How the app plugs into Django: its app config, and the admin site the project runs."""
+
 from django.apps import AppConfig
+from django.contrib import admin
+from django.contrib.admin import apps as admin_apps
+from django.urls import path
+
+from project import PRODUCT_NAME
 
 
 class DestinationsConfig(AppConfig):
@@ -7,3 +14,37 @@ class DestinationsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  registers the system checks
+
+
+class DestinationsAdminConfig(admin_apps.AdminConfig):
+    """Django's admin app, running DestinationsAdminSite (INSTALLED_APPS names it in its place)."""
+
+    default_site = "destinations.apps.DestinationsAdminSite"
+    # Not the default config of this module's app: that is DestinationsConfig.
+    default = False
+
+
+class DestinationsAdminSite(admin.AdminSite):
+    """The admin with the product's titles, a "Delivery health" box on its index, and that page."""
+
+    site_header = PRODUCT_NAME
+    site_title = PRODUCT_NAME
+    index_title = "PagerDuty destinations, detections and deliveries"
+    # The index gains a "Delivery health" box (see the template for why it is set here).
+    index_template = "admin/destinations/index.html"
+
+    def get_urls(self):
+        # Imported when the URLs are first read: the page reads models, which are not yet loaded
+        # when INSTALLED_APPS imports this module.
+        from .admin.health_page import health_view
+
+        return [
+            # Before the admin's own, whose app_label catch-all would answer it; admin_view lets
+            # only staff in.
+            path(
+                "destinations/health/",
+                self.admin_view(health_view),
+                name="destinations_health",
+            ),
+            *super().get_urls(),
+        ]

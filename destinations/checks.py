@@ -3,13 +3,14 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, Tags, Warning, register
 from django.db import DatabaseError
 from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from .encryption import DecryptionError, decrypt, key_problems
+from .keys.encryption import key_problems
+from .keys.routing import readable_key
 
 
 @register()
@@ -20,7 +21,9 @@ def check_encryption_keys(app_configs=None, **kwargs):
     ]
 
 
-@register()
+# Tagged database: they query, so they run only where asked (manage.py check --database default,
+# and migrate), not before every command.
+@register(Tags.database)
 def check_routing_keys_readable(app_configs=None, **kwargs):
     from .models import Destination
 
@@ -36,12 +39,10 @@ def check_routing_keys_readable(app_configs=None, **kwargs):
         return []
     unreadable, empty = [], []
     for name, token in tokens:
-        try:
-            key = decrypt(token) if token is not None else ""
-        except DecryptionError:
+        key = readable_key(token) if token is not None else ""
+        if key is None:
             unreadable.append(name)
-            continue
-        if not key.strip():
+        elif not key.strip():
             empty.append(name)
     problems = []
     if unreadable:
@@ -68,7 +69,7 @@ def check_routing_keys_readable(app_configs=None, **kwargs):
     return problems
 
 
-@register()
+@register(Tags.database)
 def check_routing_key_age(app_configs=None, **kwargs):
     from .models import Destination
 

@@ -1,24 +1,20 @@
 """The destination form: write-only routing key and a JSON object of custom details."""
 
 import json
-import math
-import re
 
 from django import forms
 from django.core.exceptions import ValidationError
 
+from project import strict_json
+
+from .keys.routing import clean_routing_key
 from .models import Destination
 from .pagerduty.events import RESERVED_DETAIL_KEYS
-from .routing_keys import clean_routing_key
 
 CUSTOM_DETAILS_MAX_BYTES = 64 * 1024
 # Deeper objects are refused: no team's details need them, and every level costs recursion each
 # time an event is built from them.
 CUSTOM_DETAILS_MAX_DEPTH = 32
-# Longer integers are refused while parsing: no detail needs one, and converting them is slow.
-CUSTOM_DETAILS_MAX_INTEGER_DIGITS = 100
-# A lone surrogate (which JSON's "\ud800" escape produces) is not Unicode: it cannot be stored.
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 ROUTING_KEY_HELP = (
     "In PagerDuty: Services → Service Directory → your service → Integrations tab → "
@@ -48,11 +44,8 @@ class CustomDetailsField(forms.JSONField):
         try:
             # NaN, Infinity and overlong numbers are refused here: they are not JSON, and the
             # stored details would otherwise break every event built from them.
-            parsed = json.loads(
-                value,
-                parse_constant=_refuse_constant,
-                parse_float=_finite_float,
-                parse_int=_bounded_int,
+            parsed = strict_json.loads(
+                value, constant_hint="; use null or a string", echo_length=40
             )
         except json.JSONDecodeError as error:
             raise ValidationError(
@@ -67,7 +60,7 @@ class CustomDetailsField(forms.JSONField):
                 code="too_deep",
                 params={"depth": CUSTOM_DETAILS_MAX_DEPTH},
             ) from None
-        except ValueError as error:  # raised by the hooks below, each with one sentence
+        except ValueError as error:  # raised by strict_json's hooks, each with one sentence
             raise ValidationError(
                 "Custom details are not valid JSON: %(reason)s",
                 code="invalid",
@@ -101,51 +94,24 @@ class CustomDetailsField(forms.JSONField):
 
 def _check_storable(details: dict) -> None:
     """Refuse what the databases cannot store: NUL, lone surrogates, or too deep a structure."""
-    # Walked with a stack, not recursion, so depth is measured before anything recurses.
-    stack: list[tuple[object, int]] = [(details, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise ValidationError(
-                    "Custom details contain a NUL character (\\u0000), which cannot be stored.",
-                    code="nul",
-                )
-            if not item.isascii() and _LONE_SURROGATE.search(item):
-                raise ValidationError(
-                    "Custom details contain a lone UTF-16 surrogate (such as \\ud800), "
-                    "which is not valid Unicode.",
-                    code="surrogate",
-                )
-        elif isinstance(item, list | dict):
-            if depth > CUSTOM_DETAILS_MAX_DEPTH:
-                raise ValidationError(
-                    "Custom details are nested more than %(depth)d levels deep.",
-                    code="too_deep",
-                    params={"depth": CUSTOM_DETAILS_MAX_DEPTH},
-                )
-            if isinstance(item, dict):
-                stack.extend((key, depth) for key in item)
-                stack.extend((child, depth + 1) for child in item.values())
-            else:
-                stack.extend((child, depth + 1) for child in item)
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number; use null or a string.")
-
-
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError(f"the number {text[:40]} is too large.")
-    return number
-
-
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > CUSTOM_DETAILS_MAX_INTEGER_DIGITS:
-        raise ValueError(f"an integer has more than {CUSTOM_DETAILS_MAX_INTEGER_DIGITS} digits.")
-    return int(text)
+    problem = strict_json.unstorable(details, max_depth=CUSTOM_DETAILS_MAX_DEPTH)
+    if problem == "nul":
+        raise ValidationError(
+            "Custom details contain a NUL character (\\u0000), which cannot be stored.",
+            code="nul",
+        )
+    if problem == "surrogate":
+        raise ValidationError(
+            "Custom details contain a lone UTF-16 surrogate (such as \\ud800), "
+            "which is not valid Unicode.",
+            code="surrogate",
+        )
+    if problem == "too_deep":
+        raise ValidationError(
+            "Custom details are nested more than %(depth)d levels deep.",
+            code="too_deep",
+            params={"depth": CUSTOM_DETAILS_MAX_DEPTH},
+        )
 
 
 def _json_kind(value) -> str:
@@ -232,7 +198,3 @@ class DestinationForm(forms.ModelForm):
         super()._post_clean()
         if key is not None:
             self.cleaned_data["routing_key"] = key
-
-    @property
-    def routing_key_changed(self) -> bool:
-        return bool(getattr(self, "cleaned_data", {}).get("routing_key"))

@@ -4,9 +4,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from .encryption import DecryptionError
-from .fields import EncryptedTextField
-from .routing_keys import UNREADABLE_KEY, mask_routing_key
+from .keys.encryption import DecryptionError
+from .keys.fields import EncryptedTextField
+from .keys.routing import UNREADABLE_KEY, mask_routing_key
 
 DEFAULT_TIMEOUT_SECONDS = 30
 MIN_TIMEOUT_SECONDS = 1

@@ -1,13 +1,10 @@
-import uuid
-
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Subquery
 from django.template.loader import render_to_string
-from django.utils import timezone
 
-from .models import ApiToken, Detection, DetectionRun, RunType
-from .outcomes import matching_count
+from .models import ApiToken, Detection, DetectionRun
+from .services import DetectionCannotMatch, record_test_run
 
 RECENT_RUNS = 10
 
@@ -15,32 +12,12 @@ RECENT_RUNS = 10
 @admin.action(permissions=["change"], description="Run now (test run)")
 def run_now(modeladmin, request, queryset):
     """Record a MANUAL run that matches and deliver it through the normal path."""
-    from .services import record_detection_run
-
     for detection in queryset.order_by("name"):
-        count = matching_count(
-            match_operator=detection.match_operator, match_threshold=detection.match_threshold
-        )
-        if count is None:
-            modeladmin.message_user(
-                request,
-                f"“{detection.name}” cannot match: no count of 0 or more is "
-                f"{detection.get_match_operator_display()} {detection.match_threshold}.",
-                level=messages.ERROR,
-            )
+        try:
+            recorded = record_test_run(detection=detection)
+        except DetectionCannotMatch as error:
+            modeladmin.message_user(request, str(error), level=messages.ERROR)
             continue
-        now = timezone.now()
-        recorded = record_detection_run(
-            data={
-                "detection_id": str(detection.pk),
-                "run_id": f"manual-{uuid.uuid4().hex}",
-                "run_type": RunType.MANUAL,
-                "match_count": count,
-                "ran_at": now.isoformat(),
-                "range_start": (now - timezone.timedelta(hours=1)).isoformat(),
-                "range_end": now.isoformat(),
-            }
-        )
         deliveries = len(recorded.deliveries)
         if deliveries:
             text = (

@@ -6,9 +6,9 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse, UnreadablePostError
 from django.views.decorators.csrf import csrf_exempt
 
+from .intake import MAX_BODY_BYTES, InvalidRunBody, parse_body
 from .services import DetectionNotFound, record_detection_run
 from .tokens import authenticate_token
-from .validation import MAX_BODY_BYTES, InvalidRunBody, parse_body
 
 logger = logging.getLogger("detections.api")
 

@@ -3,15 +3,17 @@
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from destinations.delivery import enqueue_run_deliveries
+from destinations.delivery.outbox import enqueue_run_deliveries
 from destinations.models import Delivery
 
-from .models import Detection, DetectionRun
-from .outcomes import evaluate_outcome
-from .validation import RunFields, validate_run_body
+from .intake import RunFields, validate_run_body
+from .models import Detection, DetectionRun, RunType
+from .outcomes import evaluate_outcome, matching_count
 
 logger = logging.getLogger("detections.intake")
 
@@ -31,6 +33,10 @@ _COMPARED_FIELDS = (
 )
 
 
+# What a test run ("Run now") covers, ending when it is made.
+TEST_RUN_RANGE = timedelta(hours=1)
+
+
 class DetectionNotFound(LookupError):
     """No detection has the id or name the body gave."""
 
@@ -41,6 +47,16 @@ class DetectionNotFound(LookupError):
             message = f"No detection with name “{fields.detection_name}”."
         self.errors = {"detection": [message]}
         super().__init__(message)
+
+
+class DetectionCannotMatch(ValueError):
+    """No match count of 0 or more satisfies the detection's condition, so no test run can match."""
+
+    def __init__(self, detection: Detection):
+        super().__init__(
+            f"“{detection.name}” cannot match: no count of 0 or more is "
+            f"{detection.get_match_operator_display()} {detection.match_threshold}."
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,6 +136,41 @@ def record_detection_run(*, data: object) -> RecordedRun:
     )
     if detection is None:
         raise DetectionNotFound(fields)
+    return _record(detection, fields)
+
+
+def record_test_run(*, detection: Detection, now: datetime | None = None) -> RecordedRun:
+    """Record a MANUAL run of the detection that matches, over the last hour, and queue its pages.
+
+    Raises DetectionCannotMatch when no count can match the detection's condition.
+    """
+    count = matching_count(
+        match_operator=detection.match_operator, match_threshold=detection.match_threshold
+    )
+    if count is None:
+        raise DetectionCannotMatch(detection)
+    now = now or timezone.now()
+    fields = RunFields(
+        detection_id=detection.pk,
+        detection_name=None,
+        run_id=f"manual-{uuid.uuid4().hex}",
+        run_type=RunType.MANUAL,
+        match_count=count,
+        ran_at=now,
+        range_start=now - TEST_RUN_RANGE,
+        range_end=now,
+        match_exhaustiveness="",
+        search_id="",
+        trace_id="",
+        errors=[],
+        errors_total=0,
+        replay_link="",
+    )
+    return _record(detection, fields)
+
+
+def _record(detection: Detection, fields: RunFields) -> RecordedRun:
+    """Store a new run with its outcome and queue its deliveries, in one transaction."""
     try:
         with transaction.atomic():
             run = DetectionRun.objects.create(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import logging
@@ -19,12 +18,11 @@ from urllib.parse import urlsplit
 import requests
 import urllib3.exceptions
 from django.conf import settings
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 import project
+from destinations.keys.routing import MASK, scrub_routing_key
+from destinations.pagerduty.deadline import Deadline, DeadlineAdapter
 from destinations.pagerduty.errors import (
     PagerDutyError,
     Timeout,
@@ -33,7 +31,6 @@ from destinations.pagerduty.errors import (
     parse_retry_after,
 )
 from destinations.pagerduty.events import DEDUP_KEY_MAX_LENGTH
-from destinations.routing_keys import MASK, scrub_routing_key
 
 US_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 EU_EVENTS_URL = "https://events.eu.pagerduty.com/v2/enqueue"
@@ -126,7 +123,7 @@ class PagerDutyClient:
         _refuse_foreign_url(url)
         scrub = _Scrubber(routing_key=routing_key, url=url)
         started = time.monotonic()
-        with _Deadline(timeout) as deadline:
+        with Deadline(timeout) as deadline:
             answer = self._post(body, url=url, timeout=timeout, scrub=scrub, started=started)
             if not isinstance(answer, Unreachable):
                 with answer as response:
@@ -190,136 +187,10 @@ class PagerDutyClient:
             )
 
 
-# The timeout given to requests bounds each socket read, not the whole answer: a server that
-# drips its answer out a byte at a time would hold a worker (past its lease, so the event is sent
-# twice). A deadline per post cuts the connection when the destination's timeout is up; requests
-# has no such total timeout of its own, hence these few classes.
-_current = threading.local()
-
-
-class _Deadline:
-    """While active in a thread, shuts down that thread's PagerDuty connection when time is up."""
-
-    def __init__(self, seconds: float) -> None:
-        self.expired = False
-        self.due = time.monotonic() + seconds
-        self._connection: HTTPConnection | None = None
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> _Deadline:
-        _current.deadline = self
-        _watchdog.add(self)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        _watchdog.discard(self)
-        _current.deadline = None
-
-    def watch(self, connection: HTTPConnection) -> None:
-        """Note the connection a request is about to use (cut at once if time is already up)."""
-        with self._lock:
-            self._connection = connection
-            expired = self.expired
-        if expired:
-            _shut_down(connection)
-
-    def expire(self) -> None:
-        """Mark the time as up and cut the connection in use, if any."""
-        with self._lock:
-            self.expired = True
-            connection = self._connection
-        if connection is not None:
-            _shut_down(connection)
-
-
-class _Watchdog:
-    """One thread per process that expires deadlines, instead of a timer thread per post."""
-
-    def __init__(self) -> None:
-        self._active: set[_Deadline] = set()
-        self._changed = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def add(self, deadline: _Deadline) -> None:
-        with self._changed:
-            self._active.add(deadline)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="pagerduty-deadlines", daemon=True
-                )
-                self._thread.start()
-            self._changed.notify()
-
-    def discard(self, deadline: _Deadline) -> None:
-        with self._changed:
-            self._active.discard(deadline)
-
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                now = time.monotonic()
-                due = [deadline for deadline in self._active if deadline.due <= now]
-                self._active.difference_update(due)
-                waits = [deadline.due - now for deadline in self._active]
-                if not due:
-                    self._changed.wait(min(waits) if waits else None)
-            for deadline in due:
-                deadline.expire()
-
-
-_watchdog = _Watchdog()
-
-
-def _shut_down(connection: HTTPConnection) -> None:
-    # shutdown() wakes the sending thread from its blocking read; urllib3 then drops the
-    # connection instead of reusing it.
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):  # already closed
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-class _Watched:
-    """Lets the thread's active deadline know which connection its request uses."""
-
-    def request(self, *args, **kwargs):
-        deadline = getattr(_current, "deadline", None)
-        if deadline is not None:
-            deadline.watch(self)
-        return super().request(*args, **kwargs)
-
-
-class _WatchedHTTPConnection(_Watched, HTTPConnection):
-    pass
-
-
-class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
-    pass
-
-
-class _WatchedHTTPConnectionPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSConnectionPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-class _DeadlineAdapter(HTTPAdapter):
-    """An adapter whose connections a _Deadline can cut."""
-
-    def init_poolmanager(self, *args, **kwargs) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _WatchedHTTPConnectionPool,
-            "https": _WatchedHTTPSConnectionPool,
-        }
-
-
 def build_session() -> requests.Session:
     """Make a session whose pool is sized for reuse and which never retries on its own."""
     session = requests.Session()
-    adapter = _DeadlineAdapter(
+    adapter = DeadlineAdapter(
         pool_connections=POOL_CONNECTIONS,
         pool_maxsize=POOL_MAXSIZE,
         # The worker owns the retry policy (backoff, Retry-After, attempt limits); urllib3 must

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from destinations.models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
 from destinations.pagerduty.events import EVENT_MAX_BYTES, serialize_event
-from destinations.preview import preview_event
+from destinations.services import preview_event
 from tests.support.admin_pages import change_url, shown_messages
 from tests.support.fake_pagerduty import Fault
 from tests.support.routing_keys import MASKED_KEY, ROUTING_KEY

@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from destinations.models import Delivery, DeliveryStatus
 from detections import api, services
+from detections.intake import MAX_BODY_BYTES
 from detections.models import MAX_COUNT, ApiToken, DetectionRun
 from detections.tokens import create_api_token
-from detections.validation import MAX_BODY_BYTES
 from tests.support.factories import (
     DETECTION_NAME,
     RUNS_URL,

@@ -19,8 +19,8 @@ from django.test import Client, RequestFactory
 from bench.sites import PYTHON, Site, free_port, stop, wait_until
 from destinations.pagerduty.events import SUMMARY_MAX_LENGTH
 from detections import api
+from detections.intake import MAX_BODY_BYTES, MAX_STORED_ERROR_LENGTH, MAX_STORED_ERRORS
 from detections.models import DetectionRun
-from detections.validation import MAX_BODY_BYTES, MAX_STORED_ERROR_LENGTH, MAX_STORED_ERRORS
 from tests.support.factories import (
     DETECTION_NAME,
     RUNS_URL,

@@ -7,9 +7,9 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
-from destinations.delivery import enqueue_run_deliveries
+from destinations.delivery.outbox import enqueue_run_deliveries
+from destinations.delivery.worker import Worker
 from destinations.models import Delivery, DeliveryKind, Destination
-from destinations.worker import Worker
 from detections.models import Detection, DetectionRun
 from detections.outcomes import evaluate_outcome
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from destinations.worker import Worker
+from destinations.delivery.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
 

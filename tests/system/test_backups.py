@@ -83,7 +83,7 @@ def test_a_restored_destination_pages_with_its_original_key(
     # The key's age survives the restore (JSON keeps times to the millisecond).
     assert abs(restored.routing_key_rotated_at - stamped) < timedelta(milliseconds=1)
     assert restored.detections.get().name == "Suspicious Login Attempts"
-    call_command("check")  # no E002/E003: the restored key is readable and not empty
+    call_command("check", databases=["default"])  # no E002/E003: the restored key is readable and not empty
     call_command("send_test_alert", NAME)
     assert "accepted by PagerDuty (202)" in capsys.readouterr().out
     [event] = fake_pagerduty.events
@@ -133,7 +133,7 @@ def test_an_old_backup_with_empty_keys_is_a_check_error_and_never_sends(tmp_path
     # Dumps taken before keys were carried in them hold "routing_key": "" for every destination.
     call_command("loaddata", fixture(tmp_path / "old.json", routing_key=""), verbosity=0)
     with pytest.raises(SystemCheckError) as failed:
-        call_command("check")
+        call_command("check", databases=["default"])
     assert "destinations.E003" in str(failed.value)
     assert f"no routing key, so they cannot page: {NAME}" in str(failed.value)
 

@@ -12,8 +12,8 @@ from collections import Counter, defaultdict
 import pytest
 from django.db import connection, transaction
 
+from destinations.delivery.claims import LOST_LEASE_ERROR
 from destinations.models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
-from destinations.worker import LOST_LEASE_ERROR
 from tests.support.factories import make_destination, queue_event
 from tests.support.leak_guard import register_secret
 from tests.support.routing_keys import ROUTING_KEY

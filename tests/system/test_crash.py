@@ -12,8 +12,8 @@ from collections import Counter
 
 import pytest
 
+from destinations.delivery.claims import LOST_LEASE_ERROR
 from destinations.models import Delivery, DeliveryAttempt, DeliveryStatus
-from destinations.worker import LOST_LEASE_ERROR
 from tests.support.factories import make_destination, queue_event
 from tests.support.leak_guard import find_secrets, register_secret
 from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY

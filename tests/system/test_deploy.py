@@ -41,7 +41,16 @@ def check_deploy(data_dir: Path, **overrides: str | None) -> subprocess.Complete
         **overrides,
     }
     return subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        [
+            sys.executable,
+            "manage.py",
+            "check",
+            "--deploy",
+            "--database",
+            "default",
+            "--fail-level",
+            "WARNING",
+        ],
         cwd=ROOT,
         env={name: value for name, value in environment.items() if value is not None},
         capture_output=True,

@@ -16,8 +16,8 @@ from django.db.models import Max, Min
 from django.urls import reverse
 from django.utils import timezone
 
+from destinations.delivery.worker import Worker
 from destinations.models import Delivery, DeliveryAttempt, DeliveryStatus
-from destinations.worker import Worker
 from tests.support.factories import make_destination, queue_event
 from tests.support.fake_pagerduty import Fault
 from tests.support.leak_guard import register_secret

@@ -22,8 +22,7 @@ from destinations.forms import CUSTOM_DETAILS_MAX_BYTES, DestinationForm
 from destinations.models import Delivery, Destination
 from destinations.pagerduty.events import RESERVED_DETAIL_KEYS, serialize_event
 from detections import api
-from detections.models import MAX_COUNT, DetectionRun
-from detections.validation import (
+from detections.intake import (
     ECHO_LENGTH,
     KNOWN_FIELDS,
     MAX_BODY_BYTES,
@@ -31,6 +30,7 @@ from detections.validation import (
     MAX_STORED_ERRORS,
     REQUIRED_FIELDS,
 )
+from detections.models import MAX_COUNT, DetectionRun
 from tests.support.factories import DETECTION_NAME, RUNS_URL, post_run, run_body, stored_counts
 from tests.support.fake_pagerduty import validate_event
 from tests.support.routing_keys import ROUTING_KEY

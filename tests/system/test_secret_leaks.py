@@ -21,9 +21,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 
-from destinations.delivery import UnreadableRoutingKey
-from destinations.encryption import DecryptionError, decrypt
+from destinations.delivery.attempts import UnreadableRoutingKey
 from destinations.forms import DestinationForm
+from destinations.keys.encryption import DecryptionError, decrypt
 from destinations.models import Delivery, DeliveryAttempt, Destination
 from destinations.pagerduty.client import PagerDutyClient
 from destinations.pagerduty.errors import PagerDutyError

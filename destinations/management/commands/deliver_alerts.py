@@ -2,7 +2,7 @@ import signal
 
 from django.core.management.base import BaseCommand, CommandError
 
-from destinations.worker import Worker
+from destinations.delivery.worker import Worker
 
 MAX_CONCURRENCY = 64
 

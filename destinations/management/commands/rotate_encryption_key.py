@@ -2,8 +2,8 @@ from argparse import ArgumentTypeError
 
 from django.core.management.base import BaseCommand, CommandError
 
-from destinations.encryption import EncryptionKeyError
-from destinations.rotation import DEFAULT_BATCH_SIZE, rotate_encryption_keys
+from destinations.keys.encryption import EncryptionKeyError
+from destinations.keys.rotation import DEFAULT_BATCH_SIZE, rotate_encryption_keys
 
 
 def _positive_int(value: str) -> int:

@@ -4,9 +4,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from destinations.encryption import DecryptionError
-from destinations.lookup import destination_by_name_or_id
-from destinations.rotation import RotationRefused, rotate_routing_key
+from destinations.keys.encryption import DecryptionError
+from destinations.keys.rotation import RotationRefused, rotate_routing_key
+from destinations.management.lookup import destination_by_name_or_id
 
 PROMPT = "New routing key (not shown): "
 REPEAT_PROMPT = "The same key again: "

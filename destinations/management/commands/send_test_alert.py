@@ -2,9 +2,9 @@ import getpass
 
 from django.core.management.base import BaseCommand, CommandError
 
-from destinations.encryption import DecryptionError
-from destinations.lookup import destination_by_name_or_id
-from destinations.test_alerts import send_test_alert
+from destinations.keys.encryption import DecryptionError
+from destinations.management.lookup import destination_by_name_or_id
+from destinations.services import send_test_alert
 
 
 class Command(BaseCommand):

@@ -4,8 +4,8 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from django.db import InterfaceError, OperationalError
 
+from detections.intake import MAX_BODY_BYTES, InvalidRunBody, parse_body
 from detections.services import DetectionNotFound, record_detection_run
-from detections.validation import MAX_BODY_BYTES, InvalidRunBody, parse_body
 
 
 class Command(BaseCommand):

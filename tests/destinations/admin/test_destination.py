@@ -11,7 +11,7 @@ from django.utils.html import escape
 
 from destinations.models import Destination
 from destinations.pagerduty.events import dedup_key_for
-from destinations.preview import SAMPLE_DETECTION_NAME, SAMPLE_REPLAY_LINK, preview_event
+from destinations.services import SAMPLE_DETECTION_NAME, SAMPLE_REPLAY_LINK, preview_event
 from tests.support.admin_pages import change_url, page_text
 from tests.support.factories import make_destination
 from tests.support.routing_keys import MASKED_KEY, OTHER_ROUTING_KEY, ROUTING_KEY

@@ -12,13 +12,13 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from destinations.admin.health_page import format_rate, human_duration_ms
 from destinations.health import delivery_health, nearest_rank
-from destinations.health_views import format_rate, human_duration_ms
 from destinations.models import Delivery, DeliveryKind, DeliveryStatus, Destination
 from tests.support.factories import make_destination
 from tests.support.routing_keys import ROUTING_KEY
 
-URL = reverse("destinations_health")
+URL = reverse("admin:destinations_health")
 
 pytestmark = pytest.mark.django_db
 

@@ -7,16 +7,16 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from destinations.delivery import retry_now
+from destinations.delivery.outbox import retry_now
+from destinations.keys.rotation import RotationRefused, rotate_routing_key
 from destinations.models import Delivery, DeliveryKind, DeliveryStatus
-from destinations.rotation import RotationRefused, rotate_routing_key
-from destinations.test_alerts import send_test_alert
+from destinations.services import send_test_alert
 from tests.support.factories import drain, make_destination, make_detection, record_run
 from tests.support.fake_pagerduty import Fault
 from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
 
 LOG_URL = reverse("admin:destinations_delivery_changelist")
-HEALTH_URL = reverse("destinations_health")
+HEALTH_URL = reverse("admin:destinations_health")
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

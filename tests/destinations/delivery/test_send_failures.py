@@ -86,7 +86,7 @@ def test_a_202_nested_too_deep_to_read_is_delivered_once(queued, fake_pagerduty,
         # After the post, on reading the answer: PagerDuty saw every attempt.
         ("destinations.pagerduty.client.parse_answer", MAX_ATTEMPTS),
         # Before anything is sent, as a stored region events_url() does not know would.
-        ("destinations.delivery.events_url", 0),
+        ("destinations.delivery.attempts.events_url", 0),
     ],
     ids=["on-every-answer", "before-sending"],
 )
@@ -250,7 +250,7 @@ def test_the_action_reports_each_destination_in_a_sentence(
 ):
     other = make_destination("Platform on-call", OTHER_ROUTING_KEY)
     # No key quoted: each destination's send would quote its own, and this one is shared.
-    monkeypatch.setattr("destinations.delivery.events_url", raising(key=""))
+    monkeypatch.setattr("destinations.delivery.attempts.events_url", raising(key=""))
 
     response = admin_client.post(
         reverse("admin:destinations_destination_changelist"),

@@ -7,9 +7,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from destinations.delivery.claims import LOST_LEASE_ERROR, claim_due
+from destinations.delivery.worker import Worker
 from destinations.models import Delivery, DeliveryAttempt, DeliveryStatus
 from destinations.pagerduty.events import dedup_key_for
-from destinations.worker import LOST_LEASE_ERROR, Worker, claim_due
 from tests.support.factories import (
     drain,
     make_destination,
@@ -202,7 +203,7 @@ def test_age_limit_fails_the_delivery(paging, fake_pagerduty, settings):
 
 
 def test_retry_now_restarts_the_limits_and_keeps_the_log(paging, fake_pagerduty, settings):
-    from destinations.delivery import retry_now
+    from destinations.delivery.outbox import retry_now
 
     settings.DELIVERY_MAX_ATTEMPTS = 1
     _, detection = paging

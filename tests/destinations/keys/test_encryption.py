@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.db import connection
 
-from destinations import encryption
+from destinations.keys import encryption
 from destinations.models import Destination
 from tests.support.routing_keys import ROUTING_KEY
 

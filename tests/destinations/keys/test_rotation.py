@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
-from destinations import encryption, rotation
+from destinations.keys import encryption, rotation
 from destinations.models import Delivery, Destination
 from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
 
@@ -404,7 +404,7 @@ def test_check_warns_about_keys_older_than_90_days(destination, days, warned):
     )
     out, err = io.StringIO(), io.StringIO()
 
-    call_command("check", stdout=out, stderr=err)
+    call_command("check", databases=["default"], stdout=out, stderr=err)
 
     output = out.getvalue() + err.getvalue()
     assert ("destinations.W001" in output) is warned

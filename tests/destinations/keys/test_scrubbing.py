@@ -9,10 +9,10 @@ import requests
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
+from destinations.keys.routing import KEY_FRAGMENT_MIN, scrub_routing_key
 from destinations.models import Delivery, DeliveryAttempt
 from destinations.pagerduty.client import PagerDutyClient, _Scrubber
 from destinations.pagerduty.errors import PagerDutyError
-from destinations.routing_keys import KEY_FRAGMENT_MIN, scrub_routing_key
 from tests.support.factories import drain, make_destination, queue_event
 from tests.support.fake_pagerduty import Fault
 from tests.support.leak_guard import find_secrets
@@ -135,7 +135,7 @@ def test_the_worker_stores_and_shows_no_form_of_the_key(form, fake_pagerduty, ad
     pages = {
         "delivery page": reverse("admin:destinations_delivery_change", args=[delivery.pk]),
         "delivery log": reverse("admin:destinations_delivery_changelist"),
-        "health page": reverse("destinations_health"),
+        "health page": reverse("admin:destinations_health"),
     }
     for where, url in pages.items():
         response = admin_client.get(url)

@@ -76,7 +76,7 @@ def test_system_check_names_the_destination(orphaned):
     from django.core.management.base import SystemCheckError
 
     with pytest.raises(SystemCheckError) as failed:
-        call_command("check")
+        call_command("check", databases=["default"])
     assert "destinations.E002" in str(failed.value)
     assert "Orphaned" in str(failed.value)
 

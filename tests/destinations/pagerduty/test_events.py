@@ -18,9 +18,6 @@ from destinations.pagerduty.events import (
     DEDUP_KEY_MAX_LENGTH,
     ELLIPSIS,
     EVENT_MAX_BYTES,
-    MAX_ERRORS,
-    MAX_TRUNCATION_ENTRIES,
-    MORE_CUTS_KEY,
     PAGERDUTY_SEVERITIES,
     REPLAY_LINK_MAX_LENGTH,
     RESERVED_DETAIL_KEYS,
@@ -37,6 +34,8 @@ from destinations.pagerduty.events import (
     event_size,
     serialize_event,
 )
+from destinations.pagerduty.events import MAX_ERRORS_SENT as MAX_ERRORS
+from destinations.pagerduty.truncation import MAX_TRUNCATION_ENTRIES, MORE_CUTS_KEY
 from tests.support.fake_pagerduty import validate_event
 
 ROUTING_KEY = "R0utingKey" + "x" * (ROUTING_KEY_LENGTH - 10)

@@ -1,4 +1,4 @@
-"""Queue events for destinations, make one delivery attempt, and record what happened."""
+"""One delivery attempt: post an event to PagerDuty, then record what happened to the delivery."""
 
 import dataclasses
 import logging
@@ -10,107 +10,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from project import PRODUCT_NAME
-
-from .models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus, Destination
-from .pagerduty.client import PagerDutyClient, events_url, get_client, scrub_secrets
-from .pagerduty.errors import PagerDutyError, UnexpectedFailure
-from .pagerduty.events import (
-    DestinationOptions,
-    RunFacts,
-    build_resolve_event,
-    build_trigger_event,
+from ..models import Delivery, DeliveryAttempt, DeliveryStatus, Destination
+from ..pagerduty.client import PagerDutyClient, events_url, get_client, scrub_secrets
+from ..pagerduty.errors import PagerDutyError, UnexpectedFailure
+from ..pagerduty.events import (
     serialize_event,
 )
-from .retry import give_up_reason, retry_delay_seconds
+from .outbox import queue_test_resolves
+from .policy import give_up_reason, retry_delay_seconds
 
 logger = logging.getLogger("destinations.delivery")
 
-# Only these outcomes page anyone; NOT_MATCHED runs are recorded and nothing is sent.
-PAGEABLE_OUTCOMES = frozenset({"MATCHED", "ERROR"})
 # Characters of an unforeseen exception's message kept in the delivery log.
 UNEXPECTED_DETAIL_MAX = 300
-
-
-def run_facts(run) -> RunFacts:
-    """The plain facts of a detection run that the event builder needs."""
-    detection = run.detection
-    return RunFacts(
-        detection_id=str(detection.pk),
-        detection_name=detection.name,
-        description=detection.description,
-        severity=detection.severity,
-        match_operator=detection.match_operator,
-        match_threshold=detection.match_threshold,
-        match_eagerness=detection.match_eagerness,
-        outcome=run.outcome,
-        match_count=run.match_count,
-        run_type=run.run_type,
-        run_id=run.run_id,
-        ran_at=run.ran_at,
-        range_start=run.range_start,
-        range_end=run.range_end,
-        match_exhaustiveness=run.match_exhaustiveness or None,
-        search_id=run.search_id or None,
-        trace_id=run.trace_id or None,
-        errors=list(run.errors or []),
-        errors_total=run.errors_total,
-        replay_link=run.replay_link or None,
-    )
-
-
-def destination_options(destination: Destination) -> DestinationOptions:
-    """The parts of a destination that shape its events."""
-    return DestinationOptions(
-        severity_override=destination.severity_override,
-        component=destination.component,
-        group=destination.group,
-        event_class=destination.event_class,
-        custom_details=dict(destination.custom_details or {}),
-    )
-
-
-def build_run_event(run, destination: Destination) -> dict:
-    """The trigger event (without the routing key) for a run and a destination."""
-    return build_trigger_event(
-        run=run_facts(run),
-        options=destination_options(destination),
-        default_source=settings.PAGERDUTY_DEFAULT_SOURCE,
-        client=PRODUCT_NAME,
-        client_url=settings.SITE_URL,
-    )
-
-
-def enqueue_run_deliveries(run) -> list[Delivery]:
-    """Queue one trigger per enabled destination of a MATCHED or ERROR run.
-
-    Call it inside the transaction that stores the run, so both are written or neither is.
-    """
-    if run.outcome not in PAGEABLE_OUTCOMES or not run.detection.enabled:
-        return []
-    destinations = run.detection.destinations.filter(enabled=True).defer("routing_key")
-    now = timezone.now()
-    deliveries = []
-    for destination in destinations.order_by("pk"):
-        event = build_run_event(run, destination)
-        deliveries.append(
-            Delivery(
-                destination=destination,
-                run=run,
-                kind=DeliveryKind.TRIGGER,
-                event=event,
-                dedup_key=event["dedup_key"],
-                queued_at=now,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        )
-    return Delivery.objects.bulk_create(deliveries)
 
 
 class UnreadableRoutingKey(PagerDutyError):
@@ -496,56 +411,3 @@ def _attempt_changes(attempt: FinishedAttempt, *, retry: bool) -> tuple[str, dic
         fields["last_error"] = f"{error_text} — {reason}"
     fields.update(status=status, finished_at=now)
     return status, fields, DeliveryAttempt.Result.FAILED
-
-
-# A key rotation's test of a new key, which carries the tested key's tail: it was refused, so
-# that key was never stored, and the worker would send the test with the stored key instead,
-# "proving" a key it never used. Retry now leaves it; rotating again tests the key again.
-UNSTORED_KEY_TEST = Q(kind=DeliveryKind.TEST, event__payload__custom_details__has_key="tested_key")
-
-
-def queue_test_resolves(delivered: Sequence[FinishedAttempt]) -> list[Delivery]:
-    """Queue the resolve of each delivered test alert whose test asked for one.
-
-    Only a test that failed and was re-queued by "Retry now" carries resolve_after (an accepted
-    test is resolved inline). Call it in the transaction that records the delivery: the resolve
-    has a later id and the same destination and dedup key, so the worker sends it after.
-    """
-    resolves = [
-        Delivery(
-            destination_id=attempt.delivery.destination_id,
-            kind=DeliveryKind.RESOLVE,
-            event=build_resolve_event(dedup_key=attempt.delivery.dedup_key),
-            dedup_key=attempt.delivery.dedup_key,
-            queued_at=attempt.now,
-            next_attempt_at=attempt.now,
-            created_at=attempt.now,
-        )
-        for attempt in delivered
-        if attempt.delivery.kind == DeliveryKind.TEST and attempt.delivery.resolve_after
-    ]
-    return Delivery.objects.bulk_create(resolves) if resolves else []
-
-
-@transaction.atomic
-def retry_now(deliveries) -> int:
-    """Make failed deliveries due at once, restarting their attempt and age limits.
-
-    Test alerts are re-queued too (but for a key rotation's, see UNSTORED_KEY_TEST); the worker
-    sends them, and resolves those whose test asked for it. Returns how many were re-queued.
-    finished_at keeps the time of the failure: until the delivery is delivered, the health
-    page and /healthz still count it as failing.
-    """
-    now = timezone.now()
-    return (
-        Delivery.objects.filter(pk__in=[d.pk for d in deliveries], status=DeliveryStatus.FAILED)
-        .exclude(UNSTORED_KEY_TEST)
-        .update(
-            status=DeliveryStatus.PENDING,
-            attempts=0,
-            queued_at=now,
-            next_attempt_at=now,
-            lease_expires_at=None,
-            lease_token=None,
-        )
-    )

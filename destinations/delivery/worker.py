@@ -1,4 +1,4 @@
-"""The delivery worker: claim due deliveries with a lease, send them, record what happened."""
+"""The delivery worker: claim due deliveries, send them on a pool of threads, record them."""
 
 import contextlib
 import functools
@@ -6,208 +6,27 @@ import logging
 import queue
 import threading
 import time
-import uuid
-from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, TextField
-from django.db.models.functions import Cast
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from .delivery import (
+from ..keys.routing import readable_key
+from ..models import DeliveryStatus
+from .attempts import (
     FinishedAttempt,
     record_attempt,
     record_attempts,
     send_event,
     unexpected_failure_result,
 )
-from .encryption import DecryptionError, decrypt
-from .models import UNFINISHED, Delivery, DeliveryAttempt, DeliveryStatus
-from .rate_budget import take_tokens
+from .claims import Claim, claim_due
 
 logger = logging.getLogger("destinations.worker")
-
-# Decrypted routing keys kept by the sending threads: enough for every destination in use.
-ROUTING_KEYS_CACHED = 1024
-
-LOST_LEASE_ERROR = (
-    "The worker sending this attempt stopped before recording PagerDuty's answer "
-    "(its lease expired); the delivery was taken up again."
-)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A delivery this worker holds until `lease_token` is released or its lease expires."""
-
-    delivery: Delivery
-    lease_token: uuid.UUID
-
-
-# What sending a claimed delivery and recording its attempt read of it and its destination;
-# the rest (the delivery log's text and JSON, timestamps) would be parsed for nothing. Kind,
-# dedup key and resolve_after tell the recording whether a delivered test is to be resolved.
-_CLAIMED_FIELDS = (
-    "destination_id",
-    "kind",
-    "dedup_key",
-    "resolve_after",
-    "event",
-    "status",
-    "attempts",
-    "total_attempts",
-    "queued_at",
-    "lease_expires_at",
-    "destination__region",
-    "destination__timeout_seconds",
-)
-
-
-@functools.cache
-def _claimable():
-    """Deliveries that may be sent once due, with their destination, locked as they are read.
-
-    Built once: it is the same on every claim (only the filters on time are added), and
-    building it costs about as much as the database takes to run it.
-    """
-    earlier_unfinished = Delivery.objects.filter(
-        destination_id=OuterRef("destination_id"),
-        dedup_key=OuterRef("dedup_key"),
-        id__lt=OuterRef("id"),
-        status__in=UNFINISHED,
-    )
-    # Every kind, test alerts included: the admin sends a test inline and stores its row already
-    # `sending` (without a lease) in the transaction that records the answer, so the only
-    # pending tests are those "Retry now" re-queued, and those are the worker's to send.
-    return (
-        # Order per incident: a later event for the same destination and dedup key waits.
-        Delivery.objects.filter(~Exists(earlier_unfinished))
-        .order_by("next_attempt_at", "id")
-        .select_related("destination")
-        .only(*_CLAIMED_FIELDS)
-        # The key's raw token, decrypted by the sending thread: one undecryptable key must
-        # fail its own deliveries, not every claim.
-        .annotate(routing_key_token=Cast("destination__routing_key", TextField()))
-        .select_for_update(skip_locked=True, of=("self",))
-    )
-
-
-def _select_due(now: datetime, *, limit: int, skip: list[int]) -> list[Delivery]:
-    """Up to `limit` due deliveries: expired leases first, then pending ones by due time.
-
-    Two queries rather than one with OR: each is a range scan of its own index that stops after
-    `limit` rows, where the OR made the database read and sort every due row on each claim.
-    Expired leases go first as they were due before they were first claimed; they are rare, so
-    a plain existence check spares building the full query for them on almost every claim.
-    """
-    claimable = _claimable().exclude(pk__in=skip) if skip else _claimable()
-    # A row being sent without a lease (a test alert in the admin's own transaction) has a
-    # NULL lease_expires_at, which no comparison matches: it is never taken from its sender.
-    expired = Q(status=DeliveryStatus.SENDING, lease_expires_at__lte=now)
-    rows = []
-    if Delivery.objects.filter(expired).exists():
-        rows = list(claimable.filter(expired)[:limit])
-    if len(rows) < limit:
-        pending = claimable.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-        rows += pending[: limit - len(rows)]
-    return rows
-
-
-# A worker claims up to twice as many rows as it has threads, so a claimed row may wait for one
-# send (bounded by the destination's timeout, a total deadline in the client) before its own
-# send starts; its lease covers both sends, then the margin for recording the answer.
-LEASE_SENDS = 2
-
-
-def lease_seconds(timeout_seconds: float) -> float:
-    """How long a claimed delivery stays with its worker before another may take it up."""
-    return LEASE_SENDS * timeout_seconds + settings.DELIVERY_LEASE_MARGIN_SECONDS
-
-
-def claim_due(*, limit: int, now: datetime | None = None) -> list[Claim]:
-    """Lease up to `limit` due deliveries, within each destination's send budget.
-
-    On PostgreSQL the rows are locked with FOR UPDATE SKIP LOCKED, so concurrent workers on any
-    host pass over each other's rows; SQLite's IMMEDIATE transactions serialise claimers instead.
-    """
-    now = now or timezone.now()
-    if limit <= 0:
-        return []
-    with transaction.atomic():
-        claimed: list[Delivery] = []
-        # Rows over their destination's budget are pushed back (no longer due), so selecting
-        # again finds the next candidates; each pass claims or defers at least one row.
-        while len(claimed) < limit:
-            rows = _select_due(now, limit=limit - len(claimed), skip=[row.pk for row in claimed])
-            if not rows:
-                break
-            claimed += _within_budget(rows, now)
-        if not claimed:
-            return []
-        _log_lost_leases([row for row in claimed if row.status == DeliveryStatus.SENDING], now)
-        token = uuid.uuid4()
-        by_timeout = defaultdict(list)
-        for row in claimed:
-            by_timeout[row.destination.timeout_seconds].append(row.pk)
-        for timeout, ids in by_timeout.items():
-            lease = timedelta(seconds=lease_seconds(timeout))
-            Delivery.objects.filter(pk__in=ids).update(
-                status=DeliveryStatus.SENDING,
-                lease_token=token,
-                lease_expires_at=now + lease,
-                attempts=F("attempts") + 1,
-                total_attempts=F("total_attempts") + 1,
-            )
-    for row in claimed:
-        row.status, row.lease_token = DeliveryStatus.SENDING, token
-        row.attempts += 1
-        row.total_attempts += 1
-    return [Claim(delivery=row, lease_token=token) for row in claimed]
-
-
-def _within_budget(rows: list[Delivery], now: datetime) -> list[Delivery]:
-    """The rows the destinations' budgets allow now; the others become due when a token is."""
-    granted = take_tokens(Counter(row.destination_id for row in rows), now=now)
-    taken: Counter = Counter()
-    allowed_rows, deferred = [], defaultdict(list)
-    for row in rows:
-        allowed, wait_seconds = granted[row.destination_id]
-        if taken[row.destination_id] < allowed:
-            taken[row.destination_id] += 1
-            allowed_rows.append(row)
-        else:
-            deferred[wait_seconds].append(row.pk)
-    for wait_seconds, ids in deferred.items():
-        # Not counted as an attempt: nothing was sent.
-        Delivery.objects.filter(pk__in=ids).update(
-            status=DeliveryStatus.PENDING,
-            next_attempt_at=now + timedelta(seconds=wait_seconds),
-            lease_expires_at=None,
-            lease_token=None,
-        )
-    return allowed_rows
-
-
-def _log_lost_leases(rows: list[Delivery], now: datetime) -> None:
-    """Record the attempt a stopped worker never finished, so the log shows it."""
-    DeliveryAttempt.objects.bulk_create(
-        [
-            DeliveryAttempt(
-                delivery=row,
-                number=row.total_attempts,
-                started_at=row.lease_expires_at
-                - timedelta(seconds=lease_seconds(row.destination.timeout_seconds)),
-                result=DeliveryAttempt.Result.RETRY,
-                error=LOST_LEASE_ERROR,
-            )
-            for row in rows
-        ]
-    )
 
 
 def send_claimed(claim: Claim, *, now: Callable[[], datetime] = timezone.now) -> FinishedAttempt:
@@ -219,28 +38,9 @@ def send_claimed(claim: Claim, *, now: Callable[[], datetime] = timezone.now) ->
     result = send_event(
         delivery.event,
         delivery.destination,
-        read_routing_key=functools.partial(_claimed_routing_key, delivery.routing_key_token),
+        read_routing_key=functools.partial(readable_key, delivery.routing_key_token),
     )
     return FinishedAttempt(delivery, result, now(), claim.lease_token)
-
-
-def _claimed_routing_key(token: str) -> str | None:
-    """The routing key in a claimed delivery's token, or None when it cannot be decrypted."""
-    try:
-        return _routing_key(token, tuple(settings.FIELD_ENCRYPTION_KEYS))
-    except DecryptionError:
-        return None
-
-
-@functools.lru_cache(maxsize=ROUTING_KEYS_CACHED)
-def _routing_key(token: str, keys: tuple[str, ...]) -> str:
-    """The routing key in a stored token, decrypted once per token and list of keys.
-
-    A backlog holds many deliveries to each destination, and each decryption checks the token
-    against every key in turn. A failure is not cached; the key list is part of the cache key,
-    so a changed FIELD_ENCRYPTION_KEYS is obeyed at once.
-    """
-    return decrypt(token)
 
 
 @dataclass
@@ -406,7 +206,7 @@ class Worker:
                 unexpected_failure_result(
                     error,
                     started_at=now,
-                    routing_key=_claimed_routing_key(claim.delivery.routing_key_token),
+                    routing_key=readable_key(claim.delivery.routing_key_token),
                 ),
                 now,
                 claim.lease_token,

@@ -2,13 +2,13 @@
 
 import json
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.template.loader import render_to_string
 from django.utils.html import format_html
 
-from .delivery import UNSTORED_KEY_TEST, retry_now
-from .models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
-from .pagerduty.events import EVENT_MAX_BYTES, event_size
+from ..models import Delivery, DeliveryAttempt, DeliveryStatus
+from ..pagerduty.events import EVENT_MAX_BYTES, event_size
+from .actions import retry_now_action
 
 STATUS_COLOURS = {
     DeliveryStatus.PENDING: "#8a6d00",
@@ -51,45 +51,6 @@ class DeliveryAttemptInline(admin.TabularInline):
 
     def has_change_permission(self, request, obj=None):
         return False
-
-
-@admin.action(permissions=["change"], description="Retry now")
-def retry_now_action(modeladmin, request, queryset):
-    failed = queryset.filter(status=DeliveryStatus.FAILED)
-    skipped = queryset.count() - failed.count()
-    key_tests = failed.filter(UNSTORED_KEY_TEST).count()
-    requeued = list(failed.exclude(UNSTORED_KEY_TEST))
-    count = retry_now(requeued)
-    modeladmin.message_user(
-        request,
-        f"{count} failed deliver{'y is' if count == 1 else 'ies are'} due again now; "
-        f"the worker will send {'it' if count == 1 else 'them'} with fresh attempt and age limits."
-        + _about_tests(requeued)
-        + (
-            f" {key_tests} test{'' if key_tests == 1 else 's'} of a new routing key during a key "
-            "rotation left as failed: that key was never stored, so it cannot be sent again. "
-            "Run rotate_routing_key again to test a new key."
-            if key_tests
-            else ""
-        )
-        + (f" {skipped} not failed, left as they are." if skipped else ""),
-        level=messages.SUCCESS if count else messages.WARNING,
-    )
-
-
-def _about_tests(deliveries: list[Delivery]) -> str:
-    """What happens to the test alerts among re-queued deliveries, for the admin's message."""
-    tests = [delivery for delivery in deliveries if delivery.kind == DeliveryKind.TEST]
-    if not tests:
-        return ""
-    resolved = sum(delivery.resolve_after for delivery in tests)
-    text = f" {len(tests)} {'is a test alert' if len(tests) == 1 else 'are test alerts'}"
-    if resolved:
-        text += (
-            f"; {'it' if resolved == 1 else f'{resolved} of them'} will be resolved after "
-            "being delivered, as the test asked"
-        )
-    return text + "."
 
 
 @admin.register(Delivery)

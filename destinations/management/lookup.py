@@ -2,7 +2,7 @@
 
 from django.core.management.base import CommandError
 
-from .models import Destination
+from ..models import Destination
 
 
 def destination_by_name_or_id(value: str) -> Destination:

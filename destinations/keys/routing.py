@@ -1,16 +1,21 @@
-"""What a PagerDuty integration (routing) key looks like, and how it may be shown."""
+"""What a PagerDuty integration (routing) key looks like, how it may be shown, how it is read."""
 
+import functools
 import re
 from functools import lru_cache
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from .pagerduty.events import ROUTING_KEY_LENGTH
+from ..pagerduty.events import ROUTING_KEY_LENGTH
+from .encryption import DecryptionError, decrypt
 
 MASK = "••••"
 # Shown instead of a fingerprint when no configured encryption key can decrypt the stored key.
 UNREADABLE_KEY = "⚠ unreadable — restore its encryption key or enter the key again"
 _KEY_CHARACTERS = re.compile(r"[A-Za-z0-9]*")
+# Decrypted routing keys kept in memory: enough for every destination in use.
+ROUTING_KEYS_CACHED = 1024
 
 # Any run of this many consecutive characters of a key is masked, wherever it stands. The mask
 # itself shows the last 4, so what a shorter leftover leaves unknown is still at least
@@ -106,3 +111,22 @@ def scrub_routing_key(text: str, key: str) -> str:
         # An empty key would "match" between every character; there is nothing to hide then.
         return text
     return routing_key_pattern(key).sub(mask_routing_key(key), text)
+
+
+def readable_key(token: str) -> str | None:
+    """The routing key in a stored token, or None when no configured encryption key decrypts it."""
+    try:
+        return _decrypted(token, tuple(settings.FIELD_ENCRYPTION_KEYS))
+    except DecryptionError:
+        return None
+
+
+@functools.lru_cache(maxsize=ROUTING_KEYS_CACHED)
+def _decrypted(token: str, keys: tuple[str, ...]) -> str:
+    """The routing key in a stored token, decrypted once per token and list of keys.
+
+    A backlog holds many deliveries to each destination, and each decryption checks the token
+    against every key in turn. A failure is not cached; the key list is part of the cache key,
+    so a changed FIELD_ENCRYPTION_KEYS is obeyed at once.
+    """
+    return decrypt(token)

@@ -2,8 +2,6 @@
 
 import difflib
 import json
-import math
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +11,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from destinations.pagerduty.events import REPLAY_LINK_MAX_LENGTH
+from project import strict_json
 
 from .models import MAX_COUNT, MatchExhaustiveness, ReplayLinkValidator, RunType
 
@@ -31,8 +30,6 @@ MAX_ERRORS_DEPTH = 32
 # How much of a refused value or field name is repeated back, and how many unknown fields.
 ECHO_LENGTH = 60
 MAX_UNKNOWN_REPORTED = 20
-# Longer integers are refused while parsing (no count or id needs them; converting is quadratic).
-MAX_INTEGER_DIGITS = 100
 
 REQUIRED_FIELDS = ("run_id", "run_type", "match_count", "ran_at", "range_start", "range_end")
 OPTIONAL_FIELDS = (
@@ -46,7 +43,6 @@ OPTIONAL_FIELDS = (
 )
 KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _URL_VALIDATOR = ReplayLinkValidator()
 
 
@@ -91,20 +87,14 @@ def parse_body(raw: bytes) -> Any:
     if not text.strip():
         raise InvalidRunBody({"body": ["The body is empty; send a JSON object."]})
     try:
-        return json.loads(
-            text,
-            parse_constant=_refuse_constant,
-            parse_float=_finite_float,
-            parse_int=_bounded_int,
-            object_pairs_hook=_object_without_duplicates,
-        )
+        return strict_json.loads(text, echo_length=ECHO_LENGTH, refuse_duplicate_keys=True)
     except json.JSONDecodeError as error:
         message = (
             f"The body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}."
         )
     except RecursionError:
         message = "The body's JSON is nested too deeply."
-    except ValueError as error:  # raised by the hooks below, each with one sentence
+    except ValueError as error:  # raised by strict_json's hooks, each with one sentence
         message = f"The body is not acceptable JSON: {error}"
     raise InvalidRunBody({"body": [message]})
 
@@ -250,7 +240,7 @@ def _errors(value: object) -> list:
             raise _FieldError(
                 f"Item {index} is {_json_type(item)}; each error must be a string or a JSON object."
             )
-    _check_storable_tree(value)
+    _check_storable(value)
     return value
 
 
@@ -301,62 +291,21 @@ _CLEANERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-# Text that the databases cannot store: PostgreSQL refuses NUL in text and in jsonb, and a lone
-# surrogate (which JSON's "\ud800" escape produces) cannot be encoded as UTF-8 at all.
+# Text that the databases cannot store (see strict_json.unstorable), in this body's words.
+_UNSTORABLE = {
+    "nul": "It contains a NUL character (\\u0000), which cannot be stored.",
+    "surrogate": "It contains a lone UTF-16 surrogate, which is not valid Unicode.",
+    "too_deep": f"It is nested more than {MAX_ERRORS_DEPTH} levels deep.",
+}
 
 
-def _check_storable(text: str) -> None:
-    if "\x00" in text:
-        raise _FieldError("It contains a NUL character (\\u0000), which cannot be stored.")
-    if not text.isascii() and _LONE_SURROGATE.search(text):
-        raise _FieldError("It contains a lone UTF-16 surrogate, which is not valid Unicode.")
+def _check_storable(value: str | list) -> None:
+    problem = strict_json.unstorable(value, max_depth=MAX_ERRORS_DEPTH)
+    if problem is not None:
+        raise _FieldError(_UNSTORABLE[problem])
 
 
-def _check_storable_tree(value: list) -> None:
-    # Walked with a stack, not recursion, so depth is measured before anything recurses.
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            _check_storable(item)
-        elif isinstance(item, list | dict):
-            if depth > MAX_ERRORS_DEPTH:
-                raise _FieldError(f"It is nested more than {MAX_ERRORS_DEPTH} levels deep.")
-            if isinstance(item, dict):
-                stack.extend((key, depth) for key in item)
-                stack.extend((child, depth + 1) for child in item.values())
-            else:
-                stack.extend((child, depth + 1) for child in item)
-
-
-# JSON decoding hooks and message helpers.
-
-
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a JSON number.")
-
-
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
-        raise ValueError(f"an integer has more than {MAX_INTEGER_DIGITS} digits.")
-    return int(text)
-
-
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError(f"the number {text[:ECHO_LENGTH]} is too large.")
-    return number
-
-
-def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            # Which copy would win is a parser detail; the sender should say what it means.
-            raise ValueError(f"the key {_echo(key)} appears twice in one object.")
-        result[key] = value
-    return result
+# Message helpers.
 
 
 def _unknown_field_message(name: str) -> str:

@@ -15,14 +15,12 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from . import delivery_admin  # noqa: F401  registers the delivery log
+from ..forms import DestinationForm
+from ..keys.routing import UNREADABLE_KEY, mask_routing_key, readable_key
+from ..models import Delivery, Destination
+from ..services import SAMPLE_RUN_DESCRIPTION, preview_event
 from .actions import report_test_alert, send_test_alert, send_test_alert_and_resolve
-from .delivery_admin import status_badge
-from .encryption import DecryptionError, decrypt
-from .forms import DestinationForm
-from .models import Delivery, Destination
-from .preview import SAMPLE_RUN_DESCRIPTION, preview_event
-from .routing_keys import UNREADABLE_KEY, mask_routing_key
+from .delivery import status_badge
 
 
 class KeyAgeFilter(admin.SimpleListFilter):
@@ -144,10 +142,8 @@ class DestinationAdmin(admin.ModelAdmin):
         token = getattr(obj, "routing_key_token", None)
         if token is None:
             return obj.masked_routing_key
-        try:
-            return mask_routing_key(decrypt(token))
-        except DecryptionError:
-            return UNREADABLE_KEY
+        readable = readable_key(token)
+        return UNREADABLE_KEY if readable is None else mask_routing_key(readable)
 
     @admin.display(description="severity", ordering="severity_override")
     def severity_display(self, obj: Destination) -> str:

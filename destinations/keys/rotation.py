@@ -15,12 +15,12 @@ from django.core.exceptions import ValidationError
 from django.db import connections, router, transaction
 from django.db.models import Model
 
+from ..models import Destination
+from ..pagerduty.errors import UnexpectedFailure
+from ..services import TestAlertOutcome, send_test_alert
 from . import encryption
 from .fields import EncryptedTextField
-from .models import Destination
-from .pagerduty.errors import UnexpectedFailure
-from .routing_keys import clean_routing_key, mask_routing_key
-from .test_alerts import TestAlertOutcome, send_test_alert
+from .routing import clean_routing_key, mask_routing_key
 
 logger = logging.getLogger("destinations.rotation")
 

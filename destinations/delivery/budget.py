@@ -6,7 +6,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import connection
 
-from .models import RateBudget
+from ..models import RateBudget
 
 
 def _rate_per_second() -> float:

@@ -1,0 +1,69 @@
+"""Admin actions on destinations and deliveries; each calls one service."""
+
+from django.contrib import admin, messages
+
+from ..delivery.outbox import UNSTORED_KEY_TEST, retry_now
+from ..models import Delivery, DeliveryKind, DeliveryStatus
+from ..services import send_test_alert as send_test_alert_service
+
+
+def report_test_alert(modeladmin, request, destination, *, resolve: bool) -> None:
+    """Send one test alert and show the admin PagerDuty's answer."""
+    outcome = send_test_alert_service(
+        destination=destination, sent_by=request.user.get_username(), resolve=resolve
+    )
+    level = messages.SUCCESS if outcome.accepted else messages.ERROR
+    if outcome.accepted and outcome.resolve_result and not outcome.resolve_result.accepted:
+        level = messages.WARNING
+    modeladmin.message_user(request, outcome.summary(), level=level)
+
+
+@admin.action(permissions=["change"], description="Send test alert")
+def send_test_alert(modeladmin, request, queryset):
+    for destination in queryset.order_by("name"):
+        report_test_alert(modeladmin, request, destination, resolve=False)
+
+
+@admin.action(permissions=["change"], description="Send test alert and resolve it right after")
+def send_test_alert_and_resolve(modeladmin, request, queryset):
+    for destination in queryset.order_by("name"):
+        report_test_alert(modeladmin, request, destination, resolve=True)
+
+
+@admin.action(permissions=["change"], description="Retry now")
+def retry_now_action(modeladmin, request, queryset):
+    failed = queryset.filter(status=DeliveryStatus.FAILED)
+    skipped = queryset.count() - failed.count()
+    key_tests = failed.filter(UNSTORED_KEY_TEST).count()
+    requeued = list(failed.exclude(UNSTORED_KEY_TEST))
+    count = retry_now(requeued)
+    modeladmin.message_user(
+        request,
+        f"{count} failed deliver{'y is' if count == 1 else 'ies are'} due again now; "
+        f"the worker will send {'it' if count == 1 else 'them'} with fresh attempt and age limits."
+        + _about_tests(requeued)
+        + (
+            f" {key_tests} test{'' if key_tests == 1 else 's'} of a new routing key during a key "
+            "rotation left as failed: that key was never stored, so it cannot be sent again. "
+            "Run rotate_routing_key again to test a new key."
+            if key_tests
+            else ""
+        )
+        + (f" {skipped} not failed, left as they are." if skipped else ""),
+        level=messages.SUCCESS if count else messages.WARNING,
+    )
+
+
+def _about_tests(deliveries: list[Delivery]) -> str:
+    """What happens to the test alerts among re-queued deliveries, for the admin's message."""
+    tests = [delivery for delivery in deliveries if delivery.kind == DeliveryKind.TEST]
+    if not tests:
+        return ""
+    resolved = sum(delivery.resolve_after for delivery in tests)
+    text = f" {len(tests)} {'is a test alert' if len(tests) == 1 else 'are test alerts'}"
+    if resolved:
+        text += (
+            f"; {'it' if resolved == 1 else f'{resolved} of them'} will be resolved after "
+            "being delivered, as the test asked"
+        )
+    return text + "."

@@ -1,0 +1,1 @@
+"""The delivery engine: outbox, attempts, retry policy, send budgets, claims, the worker."""

@@ -1,0 +1,1 @@
+"""Routing keys and their encryption at rest: Fernet keys, the encrypted field, key rotation."""
