@@ -35,14 +35,14 @@ $(VENV)/.test-deps: requirements.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	@touch $@ $(VENV)/.run-deps
 
-## make run: set everything up and serve the admin with its delivery worker on http://127.0.0.1:8000/admin/
+## make run: set everything up and serve the admin with its delivery worker (WEB_BIND, default
+## http://127.0.0.1:8000/admin/); it prints the address and where PagerDuty events go
 run: python-check $(VENV)/.run-deps
 	$(PY) -m project.envfile
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py create_first_admin
-	@echo "Serving http://127.0.0.1:8000/admin/ (Ctrl-C stops everything)"
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start
+	@$(PY) -m project.serve
 
 ## make test: install the test tools and run the whole suite (PYTEST_ARGS to narrow it)
 test: python-check $(VENV)/.test-deps

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import environ
 
+from project.serve import DEFAULT_BIND, admin_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -117,7 +119,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Logs go to stderr, so a command's stdout holds its result only. One-shot commands show
+    # warnings and audit records only unless -v 2 or LOG_LEVEL (project/commands.py).
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+            "formatter": "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django": {"level": "INFO"}},
 }
@@ -131,8 +141,10 @@ FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 # When set, every destination posts here (a proxy or a staging mock) instead of its region's URL.
 PAGERDUTY_EVENTS_URL = env("PAGERDUTY_EVENTS_URL", default=None) or None
 
-# Where the product can be reached; sent to PagerDuty as the event's client_url.
-SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000/admin/")
+# Where the product can be reached; sent to PagerDuty as the event's client_url. Unset, it is
+# the admin at the address the web server binds (WEB_BIND, read by the Procfile).
+WEB_BIND = env("WEB_BIND", default=DEFAULT_BIND)
+SITE_URL = env("SITE_URL", default="") or admin_url(WEB_BIND) or admin_url(DEFAULT_BIND)
 
 # payload.source when a run has no replay link; PagerDuty refuses a blank source.
 PAGERDUTY_DEFAULT_SOURCE = env("PAGERDUTY_DEFAULT_SOURCE", default="detection-destinations")

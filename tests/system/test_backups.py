@@ -83,7 +83,8 @@ def test_a_restored_destination_pages_with_its_original_key(
     # The key's age survives the restore (JSON keeps times to the millisecond).
     assert abs(restored.routing_key_rotated_at - stamped) < timedelta(milliseconds=1)
     assert restored.detections.get().name == "Suspicious Login Attempts"
-    call_command("check", databases=["default"])  # no E002/E003: the restored key is readable and not empty
+    # No E002/E003: the restored key is readable and not empty.
+    call_command("check", databases=["default"])
     call_command("send_test_alert", NAME)
     assert "accepted by PagerDuty (202)" in capsys.readouterr().out
     [event] = fake_pagerduty.events

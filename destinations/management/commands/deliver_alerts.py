@@ -1,13 +1,14 @@
 import signal
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from destinations.delivery.worker import Worker
+from project.commands import ServiceCommand
 
 MAX_CONCURRENCY = 64
 
 
-class Command(BaseCommand):
+class Command(ServiceCommand):
     help = (
         "Deliver queued PagerDuty events: claim due deliveries with a lease, send them, retry "
         "with backoff. Runs until SIGTERM/SIGINT (finishing what is in flight), or with --once "

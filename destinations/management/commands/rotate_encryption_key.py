@@ -1,9 +1,10 @@
 from argparse import ArgumentTypeError
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from destinations.keys.encryption import EncryptionKeyError
 from destinations.keys.rotation import DEFAULT_BATCH_SIZE, rotate_encryption_keys
+from project.commands import ProductCommand
 
 
 def _positive_int(value: str) -> int:
@@ -13,7 +14,7 @@ def _positive_int(value: str) -> int:
     return int(value)
 
 
-class Command(BaseCommand):
+class Command(ProductCommand):
     help = (
         "Re-encrypt every encrypted value under the first key of FIELD_ENCRYPTION_KEYS, in "
         "batches that each commit on their own: safe to interrupt and run again. Values no key "

@@ -2,17 +2,18 @@ import getpass
 import sys
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from destinations.keys.encryption import DecryptionError
 from destinations.keys.rotation import RotationRefused, rotate_routing_key
 from destinations.management.lookup import destination_by_name_or_id
+from project.commands import ProductCommand
 
 PROMPT = "New routing key (not shown): "
 REPEAT_PROMPT = "The same key again: "
 
 
-class Command(BaseCommand):
+class Command(ProductCommand):
     help = (
         "Replace a destination's routing key. The new key is read from standard input (its first "
         "line) when that is not a terminal, else prompted for twice without echo, or read from "

@@ -1,13 +1,14 @@
 import getpass
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from destinations.keys.encryption import DecryptionError
 from destinations.management.lookup import destination_by_name_or_id
 from destinations.services import send_test_alert
+from project.commands import ProductCommand
 
 
-class Command(BaseCommand):
+class Command(ProductCommand):
     help = "Send a test alert to a destination now; exits 0 only when PagerDuty accepted it."
 
     def add_arguments(self, parser):

@@ -1,9 +1,10 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from detections.tokens import TokenNameRefused, create_api_token
+from project.commands import ProductCommand
 
 
-class Command(BaseCommand):
+class Command(ProductCommand):
     help = (
         "Create a bearer token for POST /api/v1/detection-runs. It is printed once, alone on the "
         "last line, and only its hash is stored."

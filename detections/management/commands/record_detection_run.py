@@ -1,14 +1,15 @@
 import json
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import InterfaceError, OperationalError
 
 from detections.intake import MAX_BODY_BYTES, InvalidRunBody, parse_body
 from detections.services import DetectionNotFound, record_detection_run
+from project.commands import ProductCommand
 
 
-class Command(BaseCommand):
+class Command(ProductCommand):
     help = (
         "Record a detection run from the API's JSON body (a file, or stdin) and queue its "
         "deliveries; prints the API's answer."
