@@ -336,8 +336,58 @@ def wait_until_served(process: subprocess.Popen, url: str) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         try:
-            requests.get(url, timeout=2)
+            requests.get(url, timeout=5)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or a busy machine
             time.sleep(0.3)
     raise AssertionError(f"make run never answered at {url} (exit {process.poll()})")
+
+
+@pytest.mark.slow
+def test_make_run_names_a_destination_without_a_key_and_serves_the_others(tmp_path):
+    # One destination's unusable key is reported, but must not stop every other destination's pages.
+    port = free_port()
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        f"WEB_BIND=127.0.0.1:{port}\nSECURE_SSL_REDIRECT=False\nSESSION_COOKIE_SECURE=False\n"
+    )
+    shared = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "DJANGO_SETTINGS_MODULE"}
+        and name not in {"DATABASE_URL", *UNSET}
+    }
+    shared.update(ENV_FILE=str(env_file), DATA_DIR=str(tmp_path / "data"), WEB_WORKERS="1")
+    for args in (
+        [sys.executable, "-m", "project.envfile"],
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from destinations.models import Destination; Destination.objects.bulk_create("
+            "[Destination(name='Restored rota', routing_key='')])",
+        ],
+    ):
+        step = subprocess.run(
+            args, cwd=ROOT, env=shared, capture_output=True, text=True, timeout=60
+        )
+        assert step.returncode == 0, step.stderr
+    process = subprocess.Popen(
+        ["make", "run"],
+        cwd=ROOT,
+        env=shared,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_until_served(process, f"http://127.0.0.1:{port}/healthz")
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    assert "destinations.E003" in output
+    assert "Restored rota" in output
+    assert f"Serving http://127.0.0.1:{port}/admin/" in output
