@@ -28,39 +28,39 @@ logger = logging.getLogger("destinations.delivery")
 UNEXPECTED_DETAIL_MAX = 300
 
 
-class UnreadableRoutingKey(PagerDutyError):
+class KeyNotUsable(PagerDutyError):
+    """Nothing was sent: the destination has no routing key this server can use."""
+
+    # Retried (within the attempt and age limits): repairing the key makes the next attempt
+    # succeed, and the page is not lost meanwhile.
+    retryable = True
+    reason = ""
+
+    def __init__(self) -> None:
+        super().__init__(self.reason)
+
+    def _sentence(self) -> str:
+        return f"Not sent: {self.message}"
+
+
+class UnreadableRoutingKey(KeyNotUsable):
     """The stored routing key cannot be decrypted, so nothing was sent."""
 
-    # Retried (within the attempt and age limits): restoring the old encryption key or entering
-    # the routing key again makes the next attempt succeed, and the page is not lost meanwhile.
-    retryable = True
+    reason = "the stored routing key cannot be decrypted with FIELD_ENCRYPTION_KEYS"
     hint = (
         "Add the encryption key that stored this routing key back to FIELD_ENCRYPTION_KEYS "
         "(after the first key), or enter the routing key again on the destination."
     )
 
-    def __init__(self) -> None:
-        super().__init__("the stored routing key cannot be decrypted with FIELD_ENCRYPTION_KEYS")
 
-    def _sentence(self) -> str:
-        return f"Not sent: {self.message}"
-
-
-class MissingRoutingKey(PagerDutyError):
+class MissingRoutingKey(KeyNotUsable):
     """The destination has no routing key (an empty one), so nothing was sent."""
 
-    # Retried like an unreadable key: entering the key makes the next attempt succeed.
-    retryable = True
+    reason = "the destination has no routing key"
     hint = (
         "Enter the routing key on the destination in the admin, or run: python manage.py "
         "rotate_routing_key DESTINATION"
     )
-
-    def __init__(self) -> None:
-        super().__init__("the destination has no routing key")
-
-    def _sentence(self) -> str:
-        return f"Not sent: {self.message}"
 
 
 @dataclass

@@ -70,10 +70,7 @@ def encrypt(plaintext: str) -> str:
 
 def decrypt(token: str) -> str:
     """Decrypt a Fernet token with any configured key, or raise DecryptionError."""
-    try:
-        return fernet().decrypt(token.encode()).decode()
-    except InvalidToken:
-        raise DecryptionError() from None
+    return _with_any_key(fernet().decrypt, token)
 
 
 def looks_like_token(value: str) -> bool:
@@ -87,8 +84,13 @@ def looks_like_token(value: str) -> bool:
 
 def rotate(token: str) -> str:
     """Re-encrypt a token under the first key, or raise DecryptionError."""
+    return _with_any_key(fernet().rotate, token)
+
+
+def _with_any_key(operation, token: str) -> str:
+    """Run a MultiFernet operation on a token; no configured key opening it is DecryptionError."""
     try:
-        return fernet().rotate(token.encode()).decode()
+        return operation(token.encode()).decode()
     except InvalidToken:
         raise DecryptionError() from None
 

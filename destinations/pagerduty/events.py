@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-# PagerDuty's limits (tests/fake_pagerduty/SOURCE.md).
+# PagerDuty's limits (tests/support/fake_pagerduty/SOURCE.md, from /shared/pagerduty/SOURCE.md).
 SUMMARY_MAX_LENGTH = 1024
 DEDUP_KEY_MAX_LENGTH = 255
 EVENT_MAX_BYTES = 512_000

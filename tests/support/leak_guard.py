@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 # A run of this many characters of a key is a leak. The product masks runs of 12 and more
-# (destinations.routing_keys.KEY_FRAGMENT_MIN); this guard is written on its own, so that a fault
+# (destinations.keys.routing.KEY_FRAGMENT_MIN); this guard is written on its own, so that a fault
 # in one is not repeated in the other.
 _RUN = 12
 _SEPARATOR_ESCAPE = re.compile(r"\\[nrt/]")
