@@ -154,6 +154,10 @@ class DestinationForm(forms.ModelForm):
             "event_class",
             "custom_details",
             "timeout_seconds",
+            # Routing and the incident's lifecycle.
+            "minimum_severity",
+            "all_detections",
+            "auto_resolve",
         ]
         help_texts = {
             "name": "How this destination is listed and picked on detections, "
@@ -171,6 +175,19 @@ class DestinationForm(forms.ModelForm):
             "Left out of the event when blank.",
             "event_class": "PagerDuty's class: the type of event, e.g. “security”. "
             "Left out of the event when blank.",
+            # Routing and the incident's lifecycle.
+            "minimum_severity": "Page this destination only for detections at or above this "
+            "severity (CRITICAL > HIGH > MEDIUM > LOW), e.g. “CRITICAL only” for an on-call "
+            "engineering service. Applies to attached detections and, with “All detections”, "
+            "to every detection. Less severe runs are recorded, but this service is not paged.",
+            "all_detections": "Receive the pages of every detection, attached to it or not "
+            "(still filtered by the minimum severity); each run pages this destination once. "
+            "Each detection's page lists who its runs would page, and why.",
+            "auto_resolve": "When a detection's run no longer matches, resolve the incident its "
+            "last trigger opened here, in order after that trigger. Off: incidents stay open "
+            "for a person to resolve. After a routing key rotation, incidents triggered "
+            "through the old key are not resolved (PagerDuty would not match them): the "
+            "delivery log says which to resolve by hand.",
         }
 
     def __init__(self, *args, **kwargs):

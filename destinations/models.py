@@ -26,6 +26,16 @@ class SeverityOverride(models.TextChoices):
     INFO = "info", "Info"
 
 
+class MinimumSeverity(models.TextChoices):
+    """The least severe detection a destination is paged for (detections' severities, in order)."""
+
+    ALL = "", "All severities"
+    CRITICAL = "CRITICAL", "CRITICAL only"
+    HIGH = "HIGH", "HIGH and above"
+    MEDIUM = "MEDIUM", "MEDIUM and above"
+    LOW = "LOW", "LOW and above"
+
+
 class Destination(models.Model):
     name = models.CharField(max_length=200, unique=True)
     enabled = models.BooleanField(default=True)
@@ -48,6 +58,12 @@ class Destination(models.Model):
         validators=[MinValueValidator(MIN_TIMEOUT_SECONDS), MaxValueValidator(MAX_TIMEOUT_SECONDS)],
         help_text="How long to wait for PagerDuty's answer, 1 to 120 seconds.",
     )
+    # Routing and the incident's lifecycle (design §10); the form carries their help.
+    minimum_severity = models.CharField(
+        max_length=8, choices=MinimumSeverity.choices, default=MinimumSeverity.ALL, blank=True
+    )
+    all_detections = models.BooleanField("all detections", default=False)
+    auto_resolve = models.BooleanField("auto-resolve", default=False)
     routing_key_rotated_at = models.DateTimeField("key stored at", null=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -63,6 +79,12 @@ class Destination(models.Model):
             # The sender knows only these regions; a fixture or a raw write must not add one.
             models.CheckConstraint(
                 condition=models.Q(region__in=Region.values), name="destination_region_known"
+            ),
+            # Routing compares it with the detection's severity: an unknown value would page
+            # nobody, or everybody, without a word.
+            models.CheckConstraint(
+                condition=models.Q(minimum_severity__in=MinimumSeverity.values),
+                name="destination_minimum_severity_known",
             ),
         ]
 

@@ -2,6 +2,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Subquery
 from django.template.loader import render_to_string
+from django.utils.html import format_html, format_html_join
+
+from destinations.delivery.routing import routes
 
 from .models import ApiToken, Detection, DetectionRun
 from .services import DetectionCannotMatch, record_test_run
@@ -63,7 +66,10 @@ class DetectionForm(forms.ModelForm):
             "custom details.",
             "enabled": "Runs of a disabled detection are still recorded, but nobody is paged.",
             "destinations": "Every enabled destination chosen here gets an event when a run "
-            "matches or ends in error. Destinations are added under PagerDuty destinations.",
+            "matches or ends in error, unless the detection is below the destination's minimum "
+            "severity; destinations that receive all detections get it without being chosen. "
+            "“Pages” below shows who, once saved. Destinations are added under PagerDuty "
+            "destinations.",
         }
 
 
@@ -83,11 +89,11 @@ class DetectionAdmin(admin.ModelAdmin):
     search_fields = ["name", "description"]
     filter_horizontal = ["destinations"]
     actions = [run_now]
-    readonly_fields = ["id", "recent_runs", "created_at", "updated_at"]
+    readonly_fields = ["id", "pages", "recent_runs", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "id", "description", "severity", "enabled"]}),
         ("Match", {"fields": ["match_operator", "match_threshold", "match_eagerness"]}),
-        ("Destinations", {"fields": ["destinations"]}),
+        ("Destinations", {"fields": ["destinations", "pages"]}),
         ("Recent runs", {"fields": ["recent_runs", "created_at", "updated_at"]}),
     ]
 
@@ -95,9 +101,11 @@ class DetectionAdmin(admin.ModelAdmin):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is not None:
             return fieldsets
-        # Before the first save there is no id (a new one is drawn on saving) and no run.
+        # Before the first save there is no id (a new one is drawn on saving), no run, and no
+        # routing to show.
+        unsaved = ("id", "pages")
         return [
-            (name, {**options, "fields": [f for f in options["fields"] if f != "id"]})
+            (name, {**options, "fields": [f for f in options["fields"] if f not in unsaved]})
             for name, options in fieldsets
             if name != "Recent runs"
         ]
@@ -124,6 +132,28 @@ class DetectionAdmin(admin.ModelAdmin):
     @admin.display(description="last outcome", ordering="last_run_outcome")
     def last_outcome(self, obj: Detection) -> str:
         return obj.last_run_outcome or "—"
+
+    @admin.display(description="pages")
+    def pages(self, obj: Detection):
+        """Who a matching run would page, as saved, and why; the skipped ones with their reason."""
+        # Paged first, then skipped, each by name: the reader's question is "who gets it?".
+        found = sorted(routes(obj), key=lambda route: (not route.pages, route.destination.name))
+        if not found:
+            return "Nobody: no destination is attached and none receives all detections."
+        return format_html(
+            '<ul class="detection-pages">{}</ul>',
+            format_html_join(
+                "",
+                "<li><strong>{}</strong>: {}</li>",
+                (
+                    (
+                        route.destination.name,
+                        route.reason if route.pages else f"{route.via}; {route.reason}",
+                    )
+                    for route in found
+                ),
+            ),
+        )
 
     @admin.display(description="recent runs")
     def recent_runs(self, obj: Detection):

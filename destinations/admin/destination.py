@@ -49,10 +49,19 @@ class DestinationAdmin(admin.ModelAdmin):
         "region",
         "masked_key",
         "severity_display",
+        "routing",
         "last_delivery",
         "key_age",
     ]
-    list_filter = ["enabled", "region", "severity_override", KeyAgeFilter]
+    list_filter = [
+        "enabled",
+        "region",
+        "severity_override",
+        "minimum_severity",
+        "all_detections",
+        "auto_resolve",
+        KeyAgeFilter,
+    ]
     search_fields = ["name", "component", "group", "event_class"]
     actions = [send_test_alert, send_test_alert_and_resolve]
     readonly_fields = [
@@ -65,6 +74,10 @@ class DestinationAdmin(admin.ModelAdmin):
     empty_value_display = "—"
     fieldsets = [
         (None, {"fields": ["name", "enabled", "region", "routing_key"]}),
+        (
+            "Routing and resolving",
+            {"fields": ["minimum_severity", "all_detections", "auto_resolve"]},
+        ),
         (
             "Event",
             {
@@ -125,6 +138,16 @@ class DestinationAdmin(admin.ModelAdmin):
         return render_to_string(
             "admin/destinations/destination/event_preview.html", {"preview": preview_event(obj)}
         )
+
+    @admin.display(description="routing", ordering="minimum_severity")
+    def routing(self, obj: Destination) -> str:
+        # One column for the three settings, so the list stays one line a destination.
+        parts = [obj.get_minimum_severity_display()]
+        if obj.all_detections:
+            parts.append("all detections")
+        if obj.auto_resolve:
+            parts.append("auto-resolve")
+        return " · ".join(parts)
 
     @admin.display(description="last delivery", ordering="last_delivery_at")
     def last_delivery(self, obj: Destination):

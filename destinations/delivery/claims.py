@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from ..models import UNFINISHED, Delivery, DeliveryAttempt, DeliveryStatus
 from .budget import take_tokens
+from .resolves import void_resolves_through_replaced_keys
 
 LOST_LEASE_ERROR = (
     "The worker sending this attempt stopped before recording PagerDuty's answer "
@@ -31,9 +32,11 @@ class Claim:
 
 # What sending a claimed delivery and recording its attempt read of it and its destination;
 # the rest (the delivery log's text and JSON, timestamps) would be parsed for nothing. Kind,
-# dedup key and resolve_after tell the recording whether a delivered test is to be resolved.
+# dedup key and resolve_after tell the recording whether a delivered test is to be resolved;
+# run and the key's rotation time whether a run's resolve may still be sent.
 _CLAIMED_FIELDS = (
     "destination_id",
+    "run_id",
     "kind",
     "dedup_key",
     "resolve_after",
@@ -45,6 +48,7 @@ _CLAIMED_FIELDS = (
     "lease_expires_at",
     "destination__region",
     "destination__timeout_seconds",
+    "destination__routing_key_rotated_at",
 )
 
 
@@ -126,6 +130,9 @@ def claim_due(*, limit: int, now: datetime | None = None) -> list[Claim]:
             rows = _select_due(now, limit=limit - len(claimed), skip=[row.pk for row in claimed])
             if not rows:
                 break
+            # A resolve whose incident was triggered through a key rotated since is finished
+            # unsent (PagerDuty would drop it); it leaves the due rows, so the loop moves on.
+            rows = void_resolves_through_replaced_keys(rows, now=now)
             claimed += _within_budget(rows, now)
         if not claimed:
             return []

@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from detections.events import run_facts
+from detections.models import Outcome
 from project import PRODUCT_NAME
 
 if TYPE_CHECKING:
@@ -21,6 +22,8 @@ from ..pagerduty.events import (
     build_resolve_event,
     build_trigger_event,
 )
+from .resolves import queue_auto_resolves
+from .routing import destinations_to_page
 
 
 def destination_options(destination: Destination) -> DestinationOptions:
@@ -46,30 +49,38 @@ def build_run_event(run, destination: Destination) -> dict:
 
 
 def enqueue_run_deliveries(run) -> list[Delivery]:
-    """Queue one trigger per enabled destination of a MATCHED or ERROR run.
+    """Queue a MATCHED or ERROR run's triggers, or a NOT_MATCHED run's auto-resolves.
 
-    Call it inside the transaction that stores the run, so both are written or neither is.
+    Call it inside the transaction that stores the run, so both are written or neither is. A
+    disabled detection pages nobody and resolves nothing.
     """
-    if run.outcome not in PAGEABLE_OUTCOMES or not run.detection.enabled:
+    if not run.detection.enabled:
         return []
-    destinations = run.detection.destinations.filter(enabled=True).defer("routing_key")
     now = timezone.now()
-    deliveries = []
-    for destination in destinations.order_by("pk"):
-        event = build_run_event(run, destination)
-        deliveries.append(
-            Delivery(
-                destination=destination,
-                run=run,
-                kind=DeliveryKind.TRIGGER,
-                event=event,
-                dedup_key=event["dedup_key"],
-                queued_at=now,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        )
-    return Delivery.objects.bulk_create(deliveries)
+    if run.outcome in PAGEABLE_OUTCOMES:
+        deliveries = [
+            _trigger(run, destination, now=now)
+            for destination in destinations_to_page(run.detection)
+        ]
+    elif run.outcome == Outcome.NOT_MATCHED:
+        deliveries = queue_auto_resolves(run, now=now)
+    else:
+        return []
+    return Delivery.objects.bulk_create(deliveries) if deliveries else []
+
+
+def _trigger(run, destination: Destination, *, now) -> Delivery:
+    event = build_run_event(run, destination)
+    return Delivery(
+        destination=destination,
+        run=run,
+        kind=DeliveryKind.TRIGGER,
+        event=event,
+        dedup_key=event["dedup_key"],
+        queued_at=now,
+        next_attempt_at=now,
+        created_at=now,
+    )
 
 
 # A key rotation's test of a new key, which carries the tested key's tail: it was refused, so
