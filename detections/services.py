@@ -4,12 +4,15 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from destinations.delivery.outbox import enqueue_run_deliveries
-from destinations.models import Delivery
+from destinations.models import Delivery, Destination
+from destinations.pagerduty.client import REGION_EVENTS_URLS, events_url
+from destinations.pagerduty.events import dedup_key_for
 
 from .intake import RunFields, validate_run_body
 from .models import Detection, DetectionRun, RunType
@@ -89,6 +92,31 @@ class RecordedRun:
         return response
 
 
+@dataclass(frozen=True, kw_only=True)
+class PagedDestination:
+    """A destination a test run would page, its PagerDuty region and where its events go."""
+
+    destination: Destination
+    region: str  # "US" or "EU"
+    events_host: str  # the region's own host, e.g. events.pagerduty.com
+    # The URL this server actually posts to when PAGERDUTY_EVENTS_URL overrides the region's.
+    sent_instead_to: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunNowPlan:
+    """What a test run of one detection would record and whom it would page, before it is made."""
+
+    detection: Detection
+    match_count: int
+    dedup_key: str
+    paged: list[PagedDestination]
+    # The detection's disabled destinations: chosen, but not paged.
+    not_paged: list[Destination]
+    # Why nobody would be paged, or "" when someone would be.
+    nothing_paged_because: str
+
+
 # Selectors.
 
 
@@ -114,6 +142,49 @@ def run_deliveries(run: DetectionRun) -> list[Delivery]:
         run.deliveries.select_related("destination")
         .defer("destination__routing_key")
         .order_by("pk")
+    )
+
+
+def run_now_plan(detection: Detection) -> RunNowPlan:
+    """Whom a test run of the detection would page, and how, without recording anything.
+
+    Raises DetectionCannotMatch when no count can match the detection's condition.
+    """
+    count = matching_count(
+        match_operator=detection.match_operator, match_threshold=detection.match_threshold
+    )
+    if count is None:
+        raise DetectionCannotMatch(detection)
+    chosen = list(detection.destinations.defer("routing_key").order_by("pk"))
+    # The same rule as enqueue_run_deliveries: a test run always matches, so an enabled
+    # detection pages each of its enabled destinations, a disabled one nobody.
+    enabled = [destination for destination in chosen if destination.enabled]
+    paged = []
+    if detection.enabled:
+        for destination in enabled:
+            region_url = REGION_EVENTS_URLS[destination.region]
+            url = events_url(destination.region)
+            paged.append(
+                PagedDestination(
+                    destination=destination,
+                    region=destination.region.upper(),
+                    events_host=urlsplit(region_url).hostname or region_url,
+                    sent_instead_to=url if url != region_url else "",
+                )
+            )
+    if not detection.enabled:
+        because = "the detection is disabled"
+    elif not enabled:
+        because = "it has no enabled destination"
+    else:
+        because = ""
+    return RunNowPlan(
+        detection=detection,
+        match_count=count,
+        dedup_key=dedup_key_for(detection.name),
+        paged=paged,
+        not_paged=[destination for destination in chosen if not destination.enabled],
+        nothing_paged_because=because,
     )
 
 
