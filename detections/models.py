@@ -59,7 +59,7 @@ class MatchExhaustiveness(models.TextChoices):
 
 
 class Detection(models.Model):
-    id = models.UUIDField("detection_id", primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField("detection ID", primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=255, unique=True)
     description = models.TextField(blank=True)
     severity = models.CharField(max_length=8, choices=Severity.choices, default=Severity.HIGH)
@@ -93,7 +93,7 @@ class Detection(models.Model):
 
 class DetectionRun(models.Model):
     detection = models.ForeignKey(Detection, on_delete=models.CASCADE, related_name="runs")
-    run_id = models.CharField(max_length=255, unique=True)
+    run_id = models.CharField("run ID", max_length=255, unique=True)
     run_type = models.CharField(max_length=10, choices=RunType.choices)
     outcome = models.CharField(max_length=12, choices=Outcome.choices)
     match_count = models.BigIntegerField(validators=[MinValueValidator(0)])
@@ -103,8 +103,8 @@ class DetectionRun(models.Model):
     match_exhaustiveness = models.CharField(
         max_length=14, choices=MatchExhaustiveness.choices, blank=True
     )
-    search_id = models.CharField(max_length=255, blank=True)
-    trace_id = models.CharField(max_length=255, blank=True)
+    search_id = models.CharField("search ID", max_length=255, blank=True)
+    trace_id = models.CharField("trace ID", max_length=255, blank=True)
     # The first errors the engine sent, each bounded; errors_total counts all it sent.
     errors = models.JSONField(default=list, blank=True)
     errors_total = models.PositiveIntegerField(default=0)

@@ -4,12 +4,16 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from destinations.delivery.outbox import enqueue_run_deliveries
-from destinations.models import Delivery
+from destinations.delivery.routing import Route, routes
+from destinations.models import Delivery, Destination
+from destinations.pagerduty.client import REGION_EVENTS_URLS, events_url
+from destinations.pagerduty.events import dedup_key_for
 
 from .intake import RunFields, validate_run_body
 from .models import Detection, DetectionRun, RunType
@@ -89,6 +93,31 @@ class RecordedRun:
         return response
 
 
+@dataclass(frozen=True, kw_only=True)
+class PagedDestination:
+    """A destination a test run would page, its PagerDuty region and where its events go."""
+
+    destination: Destination
+    region: str  # "US" or "EU"
+    events_host: str  # the region's own host, e.g. events.pagerduty.com
+    # The URL this server actually posts to when PAGERDUTY_EVENTS_URL overrides the region's.
+    sent_instead_to: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunNowPlan:
+    """What a test run of one detection would record and whom it would page, before it is made."""
+
+    detection: Detection
+    match_count: int
+    dedup_key: str
+    paged: list[PagedDestination]
+    # Destinations the detection reaches but that a run would skip, each with why.
+    not_paged: list[Route]
+    # Why nobody would be paged, or "" when someone would be.
+    nothing_paged_because: str
+
+
 # Selectors.
 
 
@@ -114,6 +143,51 @@ def run_deliveries(run: DetectionRun) -> list[Delivery]:
         run.deliveries.select_related("destination")
         .defer("destination__routing_key")
         .order_by("pk")
+    )
+
+
+def run_now_plan(detection: Detection) -> RunNowPlan:
+    """Whom a test run of the detection would page, and how, without recording anything.
+
+    Raises DetectionCannotMatch when no count can match the detection's condition.
+    """
+    count = matching_count(
+        match_operator=detection.match_operator, match_threshold=detection.match_threshold
+    )
+    if count is None:
+        raise DetectionCannotMatch(detection)
+    # The routing a real run follows (attached and all-detections destinations, each filtered
+    # by its minimum severity): a test run always matches, so it pages exactly these.
+    candidates = routes(detection)
+    paged = []
+    for route in candidates:
+        if not route.pages:
+            continue
+        region_url = REGION_EVENTS_URLS[route.destination.region]
+        url = events_url(route.destination.region)
+        paged.append(
+            PagedDestination(
+                destination=route.destination,
+                region=route.destination.region.upper(),
+                events_host=urlsplit(region_url).hostname or region_url,
+                sent_instead_to=url if url != region_url else "",
+            )
+        )
+    if not detection.enabled:
+        because = "the detection is disabled"
+    elif not candidates:
+        because = "no destination is attached and none receives all detections"
+    elif not paged:
+        because = "none of its destinations takes it (see below)"
+    else:
+        because = ""
+    return RunNowPlan(
+        detection=detection,
+        match_count=count,
+        dedup_key=dedup_key_for(detection.name),
+        paged=paged,
+        not_paged=[route for route in candidates if not route.pages],
+        nothing_paged_because=because,
     )
 
 

@@ -176,6 +176,9 @@ def test_run_now_is_delivered_and_the_log_shows_it_with_its_attempts(
     row.get_by_role("checkbox").check()
     page.locator("select[name=action]").select_option(label="Run now (test run)")
     page.get_by_role("button", name="Run", exact=True).click()
+    # The action asks first, naming whom it pages.
+    expect(page.locator(".paged-destinations li")).to_contain_text(["SecOps on-call"])
+    page.get_by_role("button", name="Yes, page them").click()
 
     expect(page.locator(".messagelist .success")).to_contain_text(
         "Test run of “Suspicious Login Attempts” recorded (MATCHED, run manual-"
