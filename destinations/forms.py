@@ -9,7 +9,7 @@ from project import strict_json
 
 from .keys.routing import clean_routing_key
 from .models import Destination
-from .pagerduty.events import RESERVED_DETAIL_KEYS
+from .pagerduty.events import RESERVED_DETAIL_KEYS, SUMMARY_PLACEHOLDERS
 
 CUSTOM_DETAILS_MAX_BYTES = 64 * 1024
 # Deeper objects are refused: no team's details need them, and every level costs recursion each
@@ -158,7 +158,13 @@ class DestinationForm(forms.ModelForm):
             "minimum_severity",
             "all_detections",
             "auto_resolve",
+            # Fallback and summary template (§10).
+            "fallback",
+            "summary_template",
         ]
+        widgets = {
+            "summary_template": forms.TextInput(attrs={"size": 80, "spellcheck": "false"}),
+        }
         help_texts = {
             "name": "How this destination is listed and picked on detections, "
             "e.g. the PagerDuty service it pages.",
@@ -188,12 +194,32 @@ class DestinationForm(forms.ModelForm):
             "for a person to resolve. After a routing key rotation, incidents triggered "
             "through the old key are not resolved (PagerDuty would not match them): the "
             "delivery log says which to resolve by hand.",
+            "fallback": "Where a page goes when this destination's delivery fails for good "
+            "(PagerDuty refused it, e.g. a revoked key or a disabled service, or it gave up "
+            "retrying). The same event is sent there with _fallback_from in its custom details "
+            "naming this destination and the failure. One hop only: if the fallback fails too, "
+            "nothing more is tried. Nothing is sent to a disabled fallback; test alerts never "
+            "fall back.",
+            "summary_template": "Blank: the standard “[SEVERITY] Name - link”. Otherwise the "
+            "summary the on-call engineer reads first, e.g. "
+            "“[{severity}] {outcome} {detection_name} - {replay_link}” reads "
+            "“[HIGH] ERROR Suspicious Login Attempts - https://…”. Placeholders: "
+            + ", ".join("{" + name + "}" for name in SUMMARY_PLACEHOLDERS)
+            + "; {replay_link} is empty when a run has none. Write {{ and }} for literal braces. "
+            "At most 1024 characters are sent: the name is shortened first, the link last.",
         }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Never render the stored key back, not even into the password input.
         self.initial["routing_key"] = ""
+        if "fallback" in self.fields:
+            # Names only: an undecryptable key on another destination must not break the form.
+            choices = Destination.objects.defer("routing_key").order_by("name")
+            if self.instance.pk:
+                choices = choices.exclude(pk=self.instance.pk)
+            self.fields["fallback"].queryset = choices
+            self.fields["fallback"].empty_label = "None: a failed page stays failed"
         if self.instance.pk:
             self.fields["routing_key"].help_text = (
                 f"Current key: {self.instance.masked_routing_key}. Leave blank to keep it; "

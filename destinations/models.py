@@ -1,5 +1,6 @@
 """PagerDuty destinations and the outbox of events to deliver to them."""
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
@@ -7,6 +8,7 @@ from django.utils import timezone
 from .keys.encryption import DecryptionError
 from .keys.fields import EncryptedTextField
 from .keys.routing import UNREADABLE_KEY, mask_routing_key
+from .pagerduty.events import SUMMARY_MAX_LENGTH, SummaryTemplateError, parse_summary_template
 
 DEFAULT_TIMEOUT_SECONDS = 30
 MIN_TIMEOUT_SECONDS = 1
@@ -34,6 +36,14 @@ class MinimumSeverity(models.TextChoices):
     HIGH = "HIGH", "HIGH and above"
     MEDIUM = "MEDIUM", "MEDIUM and above"
     LOW = "LOW", "LOW and above"
+
+
+def validate_summary_template(value: str) -> None:
+    """Refuse a summary template with an unknown placeholder, or attribute or index access."""
+    try:
+        parse_summary_template(value)
+    except SummaryTemplateError as error:
+        raise ValidationError(str(error), code="summary_template") from None
 
 
 class Destination(models.Model):
@@ -64,6 +74,17 @@ class Destination(models.Model):
     )
     all_detections = models.BooleanField("all detections", default=False)
     auto_resolve = models.BooleanField("auto-resolve", default=False)
+    # Fallback and summary template (§10).
+    fallback = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="fallback_for",
+    )
+    summary_template = models.CharField(
+        max_length=SUMMARY_MAX_LENGTH, blank=True, validators=[validate_summary_template]
+    )
     routing_key_rotated_at = models.DateTimeField("key stored at", null=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -90,6 +111,41 @@ class Destination(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        loop = self.fallback_loop()
+        if len(loop) == 2:
+            raise ValidationError(
+                {"fallback": "A destination cannot fall back to itself. Pick another one."},
+                code="fallback_self",
+            )
+        if loop:
+            raise ValidationError(
+                {"fallback": f"That would be a loop: {' → '.join(loop)}. Pick another fallback."},
+                code="fallback_loop",
+            )
+
+    def fallback_loop(self) -> list[str]:
+        """The names round the loop this destination's fallback would close, or [] if none."""
+        if self.fallback_id is None:
+            return []
+        if self.pk is not None and self.fallback_id == self.pk:
+            return [self.name, self.name]
+        path, seen = [self.name], {self.pk}
+        # Names and links only: an undecryptable key elsewhere must not break this check.
+        rows = Destination.objects.values_list("pk", "name", "fallback_id")
+        names, links = {}, {}
+        for pk, name, fallback_id in rows:
+            names[pk], links[pk] = name, fallback_id
+        current = self.fallback_id
+        while current is not None and current not in seen:
+            seen.add(current)
+            path.append(names.get(current, "?"))
+            current = links.get(current)
+        if current is not None and current == self.pk:
+            return [*path, self.name]
+        return []
 
     @property
     def masked_routing_key(self) -> str:
@@ -179,6 +235,15 @@ class Delivery(models.Model):
     # worker delivers it, a resolve follows, as it would have right after the first attempt.
     resolve_after = models.BooleanField(
         default=False, help_text="A test alert to resolve once it is delivered."
+    )
+    # The failed delivery whose event this one carries to that destination's fallback (§10).
+    fallback_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="fallbacks",
+        help_text="The failed delivery whose event this one took to the fallback.",
     )
 
     class Meta:

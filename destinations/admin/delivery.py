@@ -4,7 +4,8 @@ import json
 
 from django.contrib import admin
 from django.template.loader import render_to_string
-from django.utils.html import format_html
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from ..models import Delivery, DeliveryAttempt, DeliveryStatus
 from ..pagerduty.events import EVENT_MAX_BYTES, event_size
@@ -89,6 +90,7 @@ class DeliveryAdmin(admin.ModelAdmin):
         "pagerduty_errors",
         "pagerduty_dedup_key",
         "last_error",
+        "fallback_link",
         "created_at",
         "delivered_at",
         "finished_at",
@@ -118,6 +120,33 @@ class DeliveryAdmin(admin.ModelAdmin):
         # last_error already carries PagerDuty's message and errors, and why it gave up.
         text = obj.last_error or obj.pagerduty_message
         return text[:200] or "—"
+
+    @admin.display(description="fallback")
+    def fallback_link(self, obj: Delivery):
+        """Link a failed page and the delivery that took its event to the fallback (§10)."""
+        # Names and statuses only: a destination's key is never read for the log.
+        columns = ("pk", "destination__name", "status")
+        links = []
+        if obj.fallback_of_id:
+            origin = Delivery.objects.filter(pk=obj.fallback_of_id).values_list(*columns)
+            links += [("fallback of", *row) for row in origin]
+        links += [("fell back to", *row) for row in obj.fallbacks.values_list(*columns)]
+        if not links:
+            return "—"
+        return format_html_join(
+            "<br>",
+            '{} <a href="{}">#{}</a> ({}, {})',
+            (
+                (
+                    words,
+                    reverse("admin:destinations_delivery_change", args=[pk]),
+                    pk,
+                    name,
+                    status_badge(status),
+                )
+                for words, pk, name, status in links
+            ),
+        )
 
     @admin.display(description="event")
     def event_display(self, obj: Delivery):

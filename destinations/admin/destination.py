@@ -3,7 +3,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, Subquery, TextField
+from django.db.models import F, OuterRef, Subquery, TextField
 from django.db.models.functions import Cast
 from django.http import Http404
 from django.shortcuts import redirect
@@ -52,6 +52,7 @@ class DestinationAdmin(admin.ModelAdmin):
         "routing",
         "last_delivery",
         "key_age",
+        "fallback_display",
     ]
     list_filter = [
         "enabled",
@@ -82,6 +83,7 @@ class DestinationAdmin(admin.ModelAdmin):
             "Event",
             {
                 "fields": [
+                    "summary_template",
                     "severity_override",
                     "component",
                     "group",
@@ -99,7 +101,7 @@ class DestinationAdmin(admin.ModelAdmin):
                 "Save to see your changes in it.",
             },
         ),
-        ("Delivery", {"fields": ["timeout_seconds"]}),
+        ("Delivery", {"fields": ["timeout_seconds", "fallback"]}),
         ("Key", {"fields": ["masked_key", "routing_key_rotated_at", "created_at", "updated_at"]}),
     ]
     # Shown only once the destination is saved: they describe the stored key and settings.
@@ -118,6 +120,8 @@ class DestinationAdmin(admin.ModelAdmin):
                 routing_key_token=Cast("routing_key", TextField()),
                 last_delivery_status=Subquery(latest.values("status")[:1]),
                 last_delivery_at=Subquery(latest.values("created_at")[:1]),
+                # The fallback's name only: its key is not read for the list.
+                fallback_name=F("fallback__name"),
             )
         )
 
@@ -159,6 +163,10 @@ class DestinationAdmin(admin.ModelAdmin):
             status_badge(status),
             timesince(obj.last_delivery_at) + " ago",
         )
+
+    @admin.display(description="falls back to", ordering="fallback__name")
+    def fallback_display(self, obj: Destination) -> str:
+        return getattr(obj, "fallback_name", None) or "—"
 
     @admin.display(description="integration key")
     def masked_key(self, obj: Destination) -> str:

@@ -19,7 +19,7 @@ from ..pagerduty.errors import PagerDutyError, UnexpectedFailure
 from ..pagerduty.events import (
     serialize_event,
 )
-from .outbox import queue_test_resolves
+from .outbox import queue_fallbacks, queue_test_resolves
 from .policy import give_up_reason, retry_delay_seconds
 
 logger = logging.getLogger("destinations.delivery")
@@ -296,6 +296,16 @@ def record_attempts(attempts: Sequence[FinishedAttempt], *, retry: bool = True) 
                 attempt
                 for attempt, (status, _, _), was_moved in zip(attempts, changes, moved, strict=True)
                 if was_moved and status == DeliveryStatus.DELIVERED
+            ]
+        )
+        # What just failed goes to its destination's fallback, in the same transaction (§10).
+        queue_fallbacks(
+            [
+                (attempt, fields["last_error"])
+                for attempt, (status, fields, _), was_moved in zip(
+                    attempts, changes, moved, strict=True
+                )
+                if was_moved and status == DeliveryStatus.FAILED
             ]
         )
         DeliveryAttempt.objects.bulk_create(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import string
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,10 @@ MAX_ERRORS_SENT = 10
 REPLAY_LINK_MAX_LENGTH = 8192
 
 TRUNCATED_KEY = "_truncated"
+# Set on an event a failed delivery handed to its destination's fallback: whence, and why.
+FALLBACK_FROM_KEY = "_fallback_from"
+# Characters of the failure kept in that note: the delivery log keeps the whole of it.
+FALLBACK_REASON_MAX_LENGTH = 300
 ERRORS_TOTAL_KEY = "errors_total"
 ELLIPSIS = "…"
 
@@ -57,6 +62,7 @@ RESERVED_DETAIL_KEYS: frozenset[str] = frozenset(
         "errors",
         ERRORS_TOTAL_KEY,
         TRUNCATED_KEY,
+        FALLBACK_FROM_KEY,
     }
 )
 
@@ -107,6 +113,8 @@ class DestinationOptions:
     group: str = ""
     event_class: str = ""
     custom_details: dict = field(default_factory=dict)
+    summary_template: str = ""  # "" = the standard summary; see SUMMARY_PLACEHOLDERS
+    destination_name: str = ""  # what {destination} says
 
 
 def dedup_key_for(detection_name: str) -> str:
@@ -137,7 +145,7 @@ def build_trigger_event(
     if not source or not source.strip():
         raise ValueError("default_source must not be blank: PagerDuty requires a source.")
     payload = {
-        "summary": _trigger_summary(severity=severity, name=run.detection_name, link=link),
+        "summary": _run_summary(run, options, severity=severity, link=link),
         "severity": _pagerduty_severity(options, default=SEVERITY_MAP[severity]),
         "source": source,
         "timestamp": _rfc3339(run.ran_at, name="ran_at"),
@@ -194,6 +202,22 @@ def build_resolve_event(*, dedup_key: str) -> dict:
     return {"event_action": "resolve", "dedup_key": dedup_key}
 
 
+def build_fallback_event(event: dict, *, destination_name: str, reason: str) -> dict:
+    """The same event for a destination's fallback, saying in its details whence and why."""
+    if "payload" not in event:
+        return dict(event)  # a resolve: it has no details to carry the note
+    payload = dict(event["payload"])
+    payload["custom_details"] = {
+        **(payload.get("custom_details") or {}),
+        FALLBACK_FROM_KEY: {
+            "destination": destination_name,
+            "reason": _shorten(reason, FALLBACK_REASON_MAX_LENGTH),
+        },
+    }
+    # Re-fitted: the note is small, but an event already at the size limit has no room for it.
+    return _fit_to_size({**event, "payload": payload})
+
+
 def serialize_event(event: dict, *, routing_key: str) -> bytes:
     """Return the exact bytes to post: routing key first, then the event, as compact UTF-8 JSON."""
     # The given key always wins, so a stray key in a stored body can never be sent instead.
@@ -235,6 +259,126 @@ def _trigger_summary(*, severity: str, name: str, link: str | None) -> str:
     short_name = _shorten(name, SUMMARY_MIN_NAME_LENGTH)
     link_room = SUMMARY_MAX_LENGTH - len(prefix) - len(short_name) - len(separator)
     return prefix + short_name + separator + _shorten(link, link_room)
+
+
+# Summary templates (§10): named placeholders filled with plain text, nothing evaluated.
+
+SUMMARY_PLACEHOLDERS = (
+    "severity",
+    "detection_name",
+    "replay_link",
+    "outcome",
+    "match_count",
+    "run_type",
+    "destination",
+)
+_PLACEHOLDER_LIST = ", ".join("{" + name + "}" for name in SUMMARY_PLACEHOLDERS)
+_ACCESS = frozenset(".[]")
+
+type TemplatePieces = list[tuple[str, str | None]]
+
+
+class SummaryTemplateError(ValueError):
+    """A summary template that cannot be used, with one sentence saying why."""
+
+
+def parse_summary_template(template: str) -> TemplatePieces:
+    """Split a template into (literal text, placeholder name or None) pairs, or raise.
+
+    Only the bare names of SUMMARY_PLACEHOLDERS are allowed: attribute or index access,
+    conversions (!r) and format specs (:>10) are refused, so filling one in can only ever
+    insert a value's text.
+    """
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError:
+        raise SummaryTemplateError(
+            "The template has a { or } that opens or closes no placeholder; "
+            "write {{ or }} for a literal brace."
+        ) from None
+    pieces: TemplatePieces = []
+    for literal, name, spec, conversion in parts:
+        if name is None:
+            pieces.append((literal, None))
+            continue
+        if name not in SUMMARY_PLACEHOLDERS:
+            base = name.split(".", 1)[0].split("[", 1)[0]
+            if base in SUMMARY_PLACEHOLDERS and _ACCESS & set(name):
+                raise SummaryTemplateError(
+                    f"Placeholder {{{name}}} is refused: placeholders are plain names, without "
+                    f"attribute or index access. Write {{{base}}}."
+                )
+            shown = f"{{{name}}}" if name else "{}"
+            raise SummaryTemplateError(
+                f"Unknown placeholder {shown}. Use one of {_PLACEHOLDER_LIST}, "
+                "or write {{ and }} for literal braces."
+            )
+        if conversion or spec:
+            extra = f"a conversion (!{conversion})" if conversion else f"a format (:{spec})"
+            raise SummaryTemplateError(
+                f"Placeholder {{{name}}} has {extra}, which is not supported. Write {{{name}}}."
+            )
+        pieces.append((literal, name))
+    return pieces
+
+
+def _run_summary(
+    run: RunFacts, options: DestinationOptions, *, severity: str, link: str | None
+) -> str:
+    """The destination's templated summary, or the standard one when it has no usable template."""
+    template = str(options.summary_template or "")
+    if template.strip():
+        try:
+            pieces = parse_summary_template(template)
+        except SummaryTemplateError:
+            # Refused on save; one stored some other way must not stop the page.
+            pieces = None
+        if pieces is not None:
+            values = {
+                "severity": severity,
+                "outcome": str(run.outcome),
+                "match_count": str(run.match_count),
+                "run_type": str(run.run_type),
+                "destination": str(options.destination_name or ""),
+            }
+            summary = _templated_summary(
+                pieces, values=values, name=run.detection_name, link=link or ""
+            )
+            # PagerDuty refuses a blank summary (a template of only {replay_link}, and no link).
+            if summary.strip():
+                return summary
+    return _trigger_summary(severity=severity, name=run.detection_name, link=link)
+
+
+def _templated_summary(
+    pieces: TemplatePieces, *, values: dict[str, str], name: str, link: str
+) -> str:
+    """Fill the template in at most 1024 characters: the name shrinks first, the link last."""
+
+    def spell(name_text: str, link_text: str) -> str:
+        filled = {**values, "detection_name": name_text, "replay_link": link_text}
+        return "".join(
+            literal + ("" if field is None else filled[field]) for literal, field in pieces
+        )
+
+    summary = spell(name, link)
+    if len(summary) <= SUMMARY_MAX_LENGTH:
+        return summary
+    fields = [field for _, field in pieces]
+    names, links = fields.count("detection_name"), fields.count("replay_link")
+    fixed = len(spell("", ""))
+    if names:
+        name_room = (SUMMARY_MAX_LENGTH - fixed - links * len(link)) // names
+        if name_room >= min(len(name), 1):
+            return spell(_shorten(name, name_room), link)
+    # As in the standard summary: a link that cannot fit is cut, the name keeping some of itself.
+    short_name = _shorten(name, SUMMARY_MIN_NAME_LENGTH)
+    if links and link:
+        link_room = (SUMMARY_MAX_LENGTH - fixed - names * len(short_name)) // links
+        if link_room >= 1:
+            return spell(short_name, _shorten(link, link_room))
+    # The template's own text and other values are longer than a summary may be.
+    return _shorten(spell(short_name, link), SUMMARY_MAX_LENGTH)
 
 
 def _pagerduty_severity(options: DestinationOptions, *, default: str) -> str:

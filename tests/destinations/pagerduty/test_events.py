@@ -379,6 +379,7 @@ def test_reserved_detail_keys_name_every_detail_the_builder_writes():
         "errors",
         "errors_total",
         "_truncated",
+        "_fallback_from",  # written when a failed page is handed to the fallback
     }
     run = replace(REFERENCE_RUN, outcome="ERROR", errors=["e"] * (MAX_ERRORS + 1))
     assert set(details_of(trigger(run))) <= RESERVED_DETAIL_KEYS
