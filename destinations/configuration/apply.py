@@ -15,7 +15,7 @@ from detections.models import Detection
 from ..forms import DestinationForm
 from ..models import Destination
 from .document import ConfigRefused, Document, Entry, read_document
-from .options import DESTINATION_OPTIONS, DETECTION_VALUES, ROUTING_KEY, Option
+from .options import DESTINATION_OPTIONS, DETECTION_VALUES, ROUTING_KEY_OPTION, Option
 from .plan import Action, Change, FieldChange, Plan
 
 MANAGED_BY_MAX_LENGTH = Destination._meta.get_field("managed_by").max_length
@@ -47,10 +47,13 @@ def apply_config(
     errors: Errors = list(document.errors)
     try:
         with transaction.atomic():
+            destinations = _apply_destinations(document, label=label, prune=prune, errors=errors)
+            detections = _apply_detections(document, label=label, prune=prune, errors=errors)
+            # Left ones go last: a detection's reference to one is refused by name, above.
             changes = [
-                *_apply_destinations(document, label=label, prune=prune, errors=errors),
+                *destinations,
                 *_leave_destinations(document, prune=prune),
-                *_apply_detections(document, label=label, prune=prune, errors=errors),
+                *detections,
                 *_leave_detections(document, prune=prune),
             ]
             if errors:
@@ -68,18 +71,16 @@ def apply_config(
 def _apply_destinations(document: Document, *, label: str, prune: bool, errors: Errors):
     """Create or update every destination in the file; references go in once all exist."""
     references = [o for o in DESTINATION_OPTIONS if o.kind.reference == "one"]
-    existing = {
-        d.name: d
-        for d in Destination.objects.defer("routing_key").select_related(
-            *(o.field for o in references)
-        )
-    }
+    stored = Destination.objects.defer("routing_key")
+    if references:
+        stored = stored.select_related(*(option.field for option in references))
+    existing = {destination.name: destination for destination in stored}
     before = {name: _values(d, DESTINATION_OPTIONS) for name, d in existing.items()}
     applied: list[tuple[Entry, Destination, bool]] = []
     for entry in document.destinations:
         instance = existing.get(entry.name) or Destination()
         if instance.pk is None and entry.key is None and not entry.key_refused:
-            errors.append((f"{entry.path}.{ROUTING_KEY}", NEW_KEY_NEEDED))
+            errors.append((f"{entry.path}.{ROUTING_KEY_OPTION}", NEW_KEY_NEEDED))
         key_changed = entry.key is not None and (
             instance.pk is None or entry.key.strip() != instance.readable_routing_key()
         )
@@ -117,7 +118,7 @@ def _destination_data(
     entry: Entry, instance: Destination, *, key: str | None, ids: dict[str, int] | None
 ) -> dict[str, Any]:
     """The destination form's data for this entry (a blank key keeps the stored one)."""
-    data: dict[str, Any] = {"name": entry.name, ROUTING_KEY: key or ""}
+    data: dict[str, Any] = {"name": entry.name, ROUTING_KEY_OPTION: key or ""}
     for option in DESTINATION_OPTIONS:
         value = entry.values[option.name]
         if option.kind.reference == "one":
@@ -261,7 +262,7 @@ def _refused(
     names = {option.field: option.name for option in options}
     form_errors: ErrorDict = form.errors
     for field, messages in form_errors.items():
-        if field == ROUTING_KEY and entry.key is None:
+        if field == ROUTING_KEY_OPTION and entry.key is None:
             continue  # no key was given: what is missing is reported already
         where = path if field == "__all__" else f"{path}.{names.get(field, field)}"
         errors.extend((where, message) for message in messages)
@@ -279,7 +280,7 @@ def _change(
         if before[option] != value
     ]
     if secret_changed:
-        fields.insert(0, FieldChange(option=ROUTING_KEY, secret=True))
+        fields.insert(0, FieldChange(option=ROUTING_KEY_OPTION, secret=True))
     action = Action.UPDATE if fields else Action.UNCHANGED
     return Change(action=action, kind=kind, name=name, fields=tuple(fields))
 

@@ -10,7 +10,7 @@ import yaml
 
 from project import strict_json
 
-from .options import DESTINATION_OPTIONS, DETECTION_VALUES, ROUTING_KEY, Option
+from .options import DESTINATION_OPTIONS, DETECTION_VALUES, ROUTING_KEY_OPTION, Option
 
 # How much of a configuration is read at most: one of thousands of records is far less.
 CONFIG_MAX_BYTES = 16 * 1024 * 1024
@@ -187,12 +187,14 @@ def _read_destination(
         option_path = f"{path}.{option_name}"
         if option_name == "name":
             continue
-        if option_name == ROUTING_KEY:
+        if option_name == ROUTING_KEY_OPTION:
             key, key_ok = _read_key(written, option_path, document, key_files, base_dir)
             continue
         option = known.get(option_name)
         if option is None:
-            document.errors.append((option_path, _unknown(option_name, {ROUTING_KEY, *known})))
+            document.errors.append(
+                (option_path, _unknown(option_name, {ROUTING_KEY_OPTION, *known}))
+            )
             ok = False
         elif not isinstance(written, dict) or set(written) != {"value"}:
             document.errors.append((option_path, 'an option is written {"value": …}.'))

@@ -8,7 +8,7 @@ import yaml
 from detections.models import Detection
 
 from ..models import Destination
-from .options import DESTINATION_OPTIONS, DETECTION_VALUES, ROUTING_KEY
+from .options import DESTINATION_OPTIONS, DETECTION_VALUES, ROUTING_KEY_OPTION
 
 type Format = Literal["yaml", "json"]
 FORMATS: tuple[Format, ...] = ("yaml", "json")
@@ -19,11 +19,9 @@ SECRET = {"is_secret": True}
 def export_config() -> dict[str, list[dict[str, Any]]]:
     """The whole configuration in the file's form, ordered by name so exports compare cleanly."""
     # The key is never read: an export neither needs it nor fails on one that cannot be decrypted.
-    destinations = (
-        Destination.objects.defer("routing_key")
-        .select_related(*_references(DESTINATION_OPTIONS, "one"))
-        .order_by("name")
-    )
+    destinations = Destination.objects.defer("routing_key").order_by("name")
+    if references := _references(DESTINATION_OPTIONS, "one"):
+        destinations = destinations.select_related(*references)
     detections = Detection.objects.prefetch_related(*_references(DETECTION_VALUES, "many"))
     return {
         "destinations": [destination_entry(d) for d in destinations],
@@ -34,7 +32,7 @@ def export_config() -> dict[str, list[dict[str, Any]]]:
 def destination_entry(destination: Destination) -> dict[str, Any]:
     """One destination as the file writes it: its name, the key's placeholder, every option."""
     options = {option.name: {"value": option.read(destination)} for option in DESTINATION_OPTIONS}
-    return {"name": destination.name, ROUTING_KEY: dict(SECRET), **options}
+    return {"name": destination.name, ROUTING_KEY_OPTION: dict(SECRET), **options}
 
 
 def detection_entry(detection: Detection) -> dict[str, Any]:

@@ -126,4 +126,4 @@ DETECTION_VALUES: tuple[Option, ...] = (
     _detection("destinations", DESTINATION_NAMES),
 )
 
-ROUTING_KEY = "routing_key"
+ROUTING_KEY_OPTION = "routing_key"
