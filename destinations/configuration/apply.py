@@ -93,15 +93,7 @@ def _apply_destinations(document: Document, *, label: str, prune: bool, errors: 
         _save(form, instance, changed=after != before.get(entry.name) or key_changed, label=label)
         applied.append((entry, instance, key_changed))
     if references:
-        ids = _destination_ids(document, prune=prune)
-        for entry, instance, _ in applied:
-            data = _destination_data(entry, instance, key=None, ids=ids)
-            if _unknown_names(entry, references, ids, document, prune, errors):
-                continue
-            form = DestinationForm(data=data, instance=instance)
-            if not _refused(form, entry.path, DESTINATION_OPTIONS, errors, entry=entry):
-                after = _values(instance, DESTINATION_OPTIONS)
-                _save(form, instance, changed=after != before.get(entry.name), label=label)
+        _apply_references(document, applied, references, before, label, prune, errors)
     return [
         _change(
             "destination",
@@ -112,6 +104,27 @@ def _apply_destinations(document: Document, *, label: str, prune: bool, errors: 
         )
         for entry, instance, key_changed in applied
     ]
+
+
+def _apply_references(document, applied, references, before, label, prune, errors) -> None:
+    """Point each destination at the ones it names (a fallback), now that all of them exist."""
+    ids = _destination_ids(document, prune=prune)
+    # Cleared first, so each form checks for loops (A → B → A) against the file's references
+    # set so far, not against stored ones the file is about to replace.
+    cleared = {option.field: None for option in references}
+    Destination.objects.filter(pk__in=[i.pk for _, i, _ in applied]).update(**cleared)
+    for entry, instance, _ in applied:
+        data = _destination_data(entry, instance, key=None, ids=ids)
+        if _unknown_names(entry, references, ids, document, prune, errors):
+            continue
+        form = DestinationForm(data=data, instance=instance)
+        if _refused(form, entry.path, DESTINATION_OPTIONS, errors, entry=entry):
+            continue
+        if _values(instance, DESTINATION_OPTIONS) != before.get(entry.name):
+            _save(form, instance, changed=True, label=label)
+        else:  # unchanged: put the stored references back without touching updated_at
+            restored = {f"{o.field}_id": getattr(instance, f"{o.field}_id") for o in references}
+            Destination.objects.filter(pk=instance.pk).update(**restored)
 
 
 def _destination_data(
