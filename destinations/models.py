@@ -86,6 +86,9 @@ class Destination(models.Model):
         max_length=SUMMARY_MAX_LENGTH, blank=True, validators=[validate_summary_template]
     )
     routing_key_rotated_at = models.DateTimeField("key stored at", null=True, editable=False)
+    # Blank: edited in the admin. Otherwise the configuration file (as apply_config was given
+    # it, or "API") that made it so: the admin shows the record read-only.
+    managed_by = models.CharField(max_length=255, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

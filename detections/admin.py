@@ -1,4 +1,3 @@
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import unquote
@@ -14,8 +13,10 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_http_methods
 
 from destinations.admin.delivery import status_badge
+from destinations.configuration import managed_notice
 from destinations.delivery.routing import routes
 
+from .forms import DetectionForm
 from .models import ApiToken, Detection, DetectionRun
 from .services import DetectionCannotMatch, record_test_run, run_deliveries, run_now_plan
 
@@ -98,40 +99,6 @@ def run_now(modeladmin, request, queryset):
     )
 
 
-class DetectionForm(forms.ModelForm):
-    """The detection form, with help that says what each field does to the PagerDuty event."""
-
-    class Meta:
-        model = Detection
-        fields = [
-            "name",
-            "description",
-            "severity",
-            "enabled",
-            "match_operator",
-            "match_threshold",
-            "match_eagerness",
-            "destinations",
-        ]
-        help_texts = {
-            "name": "Runs of one detection update one PagerDuty incident; its dedup key comes "
-            "from this name, so renaming starts a new incident.",
-            "severity": "Becomes the event's PagerDuty severity unless a destination overrides it: "
-            "CRITICAL → critical, HIGH → error, MEDIUM → warning, LOW → info.",
-            "match_operator": "A run matches when its count compares to the threshold like this, "
-            "e.g. greater than 10.",
-            "match_threshold": "A whole number, 0 or more.",
-            "match_eagerness": "How the detection engine searches; sent in the event's "
-            "custom details.",
-            "enabled": "Runs of a disabled detection are still recorded, but nobody is paged.",
-            "destinations": "Every enabled destination chosen here gets an event when a run "
-            "matches or ends in error, unless the detection is below the destination's minimum "
-            "severity; destinations that receive all detections get it without being chosen. "
-            "“Pages” below shows who, once saved. Destinations are added under PagerDuty "
-            "destinations.",
-        }
-
-
 @admin.register(Detection)
 class DetectionAdmin(admin.ModelAdmin):
     form = DetectionForm
@@ -168,6 +135,23 @@ class DetectionAdmin(admin.ModelAdmin):
             for name, options in fieldsets
             if name != "Recent runs"
         ]
+
+    def has_change_permission(self, request, obj=None):
+        # A record that a configuration file manages is changed there (and applied), not here.
+        if obj is not None and obj.managed_by:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.managed_by:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        detection = self.get_object(request, object_id)
+        notice = managed_notice(detection.managed_by) if detection and detection.managed_by else ""
+        extra_context = {**(extra_context or {}), "managed_notice": notice}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_queryset(self, request):
         last_run = DetectionRun.objects.filter(detection=OuterRef("pk")).order_by("-ran_at", "-id")
@@ -328,9 +312,10 @@ class DetectionRunAdmin(admin.ModelAdmin):
 class ApiTokenAdmin(admin.ModelAdmin):
     """Tokens are made with `manage.py create_api_token` (shown once); here they are revoked."""
 
-    list_display = ["name", "prefix", "created_at", "last_used_at"]
+    list_display = ["name", "scope", "prefix", "created_at", "last_used_at"]
+    list_filter = ["scope"]
     empty_value_display = "never"  # only last_used_at can be empty
-    readonly_fields = ["name", "prefix", "created_at", "last_used_at"]
+    readonly_fields = ["name", "scope", "prefix", "created_at", "last_used_at"]
 
     def has_add_permission(self, request):
         return False

@@ -76,6 +76,9 @@ class Detection(models.Model):
     destinations = models.ManyToManyField(
         "destinations.Destination", blank=True, related_name="detections"
     )
+    # Blank: edited in the admin; otherwise the configuration file that manages it (see
+    # Destination.managed_by).
+    managed_by = models.CharField(max_length=255, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -122,10 +125,18 @@ class DetectionRun(models.Model):
         return f"{self.detection.name} run {self.run_id}"
 
 
+class TokenScope(models.TextChoices):
+    RUNS = "runs", "runs (records detection runs)"
+    CONFIG = "config", "config (exports and applies the configuration)"
+
+
 class ApiToken(models.Model):
-    """A bearer token for the detection-run API; only its SHA-256 is stored."""
+    """A bearer token for the HTTP API, good for one scope; only its SHA-256 is stored."""
 
     name = models.CharField(max_length=100, unique=True)
+    scope = models.CharField(
+        max_length=8, choices=TokenScope.choices, default=TokenScope.RUNS, editable=False
+    )
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     token_hash = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

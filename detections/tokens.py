@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import ApiToken
+from .models import ApiToken, TokenScope
 
 # A token reads dd_<prefix>_<secret>: the prefix finds the row and is not secret; the secret
 # (256 random bits) is what the stored hash protects.
@@ -29,7 +29,7 @@ _NAME_MAX_LENGTH = ApiToken._meta.get_field("name").max_length
 
 
 class TokenNameRefused(ValueError):
-    """The token name is blank, too long or already taken."""
+    """The token name is blank, too long or already taken, or its scope unknown."""
 
 
 def hash_token(raw: str) -> str:
@@ -37,8 +37,10 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def create_api_token(*, name: str) -> str:
-    """Store a new token under this name and return its plaintext, which is never kept."""
+def create_api_token(*, name: str, scope: str = TokenScope.RUNS) -> str:
+    """Store a new token of this scope under this name and return its plaintext, never kept."""
+    if scope not in TokenScope.values:
+        raise TokenNameRefused(f"The scope must be one of {', '.join(TokenScope.values)}.")
     name = name.strip()
     if not name:
         raise TokenNameRefused("A token needs a name, e.g. the engine that will use it.")
@@ -49,7 +51,9 @@ def create_api_token(*, name: str) -> str:
         raw = f"{TOKEN_SCHEME}_{prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"
         try:
             with transaction.atomic():
-                ApiToken.objects.create(name=name, prefix=prefix, token_hash=hash_token(raw))
+                ApiToken.objects.create(
+                    name=name, scope=scope, prefix=prefix, token_hash=hash_token(raw)
+                )
         except IntegrityError:
             if ApiToken.objects.filter(name=name).exists():
                 raise TokenNameRefused(f"A token named “{name}” exists already.") from None

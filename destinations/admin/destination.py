@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
+from ..configuration import managed_notice
 from ..forms import DestinationForm
 from ..keys.routing import UNREADABLE_KEY, mask_routing_key, readable_key
 from ..models import Delivery, Destination
@@ -133,7 +134,40 @@ class DestinationAdmin(admin.ModelAdmin):
                 for name, options in fieldsets
                 if name not in self.saved_only_fieldsets
             ]
+        if not self.has_change_permission(request, obj):
+            # A read-only page would show the key field's value, which is the key itself; the
+            # Key section shows it masked.
+            return [
+                (name, {**options, "fields": [f for f in options["fields"] if f != "routing_key"]})
+                for name, options in fieldsets
+            ]
         return fieldsets
+
+    def has_change_permission(self, request, obj=None):
+        # A record that a configuration file manages is changed there (and applied), not here.
+        if obj is not None and obj.managed_by:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.managed_by:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def has_test_alert_permission(self, request) -> bool:
+        """Test alerts need the change permission, and work on managed records too."""
+        return super().has_change_permission(request)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        destination = self.get_object(request, object_id)
+        extra_context = {
+            **(extra_context or {}),
+            "can_send_test_alert": self.has_test_alert_permission(request),
+            "managed_notice": managed_notice(destination.managed_by)
+            if destination is not None and destination.managed_by
+            else "",
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="sample event")
     def event_preview(self, obj: Destination):
@@ -208,7 +242,7 @@ class DestinationAdmin(admin.ModelAdmin):
         destination = self.get_object(request, object_id)
         if destination is None:
             raise Http404("No such destination.")
-        if not self.has_change_permission(request, destination):
+        if not self.has_test_alert_permission(request):
             raise PermissionDenied
         report_test_alert(self, request, destination, resolve=bool(request.POST.get("resolve")))
         return redirect(reverse("admin:destinations_destination_change", args=[destination.pk]))
