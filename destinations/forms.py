@@ -30,7 +30,8 @@ class CustomDetailsField(forms.JSONField):
     widget = forms.Textarea(attrs={"rows": 6, "cols": 80, "spellcheck": "false"})
 
     def to_python(self, value):
-        if value in self.empty_values:
+        # A box left blank (or holding only spaces and newlines) means no details at all.
+        if value in self.empty_values or (isinstance(value, str) and not value.strip()):
             return {}
         if isinstance(value, dict):
             return value
@@ -136,6 +137,9 @@ class DestinationForm(forms.ModelForm):
     )
     custom_details = CustomDetailsField(
         required=False,
+        # A declared field does not inherit the model's default: without this the add form
+        # would render None as "null", which is not an object, and the first save would fail.
+        initial=dict,
         help_text="A JSON object added to every event's custom details, e.g. "
         '{"team": "secops", "runbook": "https://wiki.example.com/runbooks/logins"}. '
         "Its names may not repeat the detection's own details (run_id, severity, …).",

@@ -1,6 +1,7 @@
 """What an admin or operator asks of a destination: a test alert now, or a preview of its event."""
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,14 +28,18 @@ from .pagerduty.events import (
 
 TEST_DEDUP_PREFIX = "test-"
 
+logger = logging.getLogger("destinations.test_alerts")
+
 
 @dataclass
 class TestAlertOutcome:
     """The answer to one test alert (and to its resolve, when one was asked for)."""
 
     destination: Destination
-    delivery: Delivery
     result: AttemptResult
+    sent_dedup_key: str
+    # None when the destination is not saved yet: there is no delivery log to write it to.
+    delivery: Delivery | None = None
     resolve_result: AttemptResult | None = None
 
     @property
@@ -43,26 +48,46 @@ class TestAlertOutcome:
 
     @property
     def dedup_key(self) -> str:
-        return self.result.dedup_key or self.delivery.dedup_key
+        return self.result.dedup_key or self.sent_dedup_key
 
-    def summary(self) -> str:
-        """One or two sentences for the admin's message or the command's output."""
+    @property
+    def incident_open(self) -> bool:
+        """Whether PagerDuty now holds an open test incident (accepted and not resolved)."""
+        return self.accepted and not (self.resolve_result and self.resolve_result.accepted)
+
+    @property
+    def logged(self) -> bool:
+        return self.delivery is not None
+
+    def summary(self, *, resolve_option: str = "") -> str:
+        """Two or three sentences for the admin's message or the command's output.
+
+        `resolve_option` names how to ask for the resolve where the reader is, e.g. a checkbox.
+        """
         name = self.destination.name
         if not self.accepted:
-            return f"Test alert to “{name}” failed: {self.result.error}. Hint: {self.result.hint}"
+            text = f"Test alert to “{name}” failed: {self.result.error}. Hint: {self.result.hint}"
+            return text + self._log_note()
         text = (
             f"Test alert to “{name}” accepted by PagerDuty ({self.result.status_code}): "
             f"“{self.result.message or 'no message'}”, dedup_key {self.dedup_key}."
         )
-        if self.resolve_result is not None:
-            if self.resolve_result.accepted:
-                text += " It was resolved right after, so no incident stays open."
-            else:
-                text += (
-                    f" Resolving it failed: {self.resolve_result.error}; resolve incident "
-                    f"{self.dedup_key} in PagerDuty by hand."
-                )
-        return text
+        if self.resolve_result is None:
+            text += " An incident is now open in PagerDuty: resolve it there"
+            text += f", or {resolve_option}." if resolve_option else "."
+        elif self.resolve_result.accepted:
+            text += " It was resolved right after, so no incident stays open."
+        else:
+            text += (
+                f" Resolving it failed: {self.resolve_result.error}. The incident is still open: "
+                f"resolve incident {self.dedup_key} in PagerDuty by hand."
+            )
+        return text + self._log_note()
+
+    def _log_note(self) -> str:
+        if self.logged:
+            return ""
+        return " Not logged: the destination is not saved yet."
 
 
 def send_test_alert(
@@ -75,7 +100,10 @@ def send_test_alert(
 ) -> TestAlertOutcome:
     """Send a test alert at once, log it as a `test` delivery, optionally resolve it.
 
-    `routing_key` tests a key that is not stored yet (key rotation proves the new key with it).
+    `destination` may hold unsaved values (the admin's form): the event is built from them and
+    nothing of the destination is saved. One not saved at all has no log: its test is not logged.
+    `routing_key` tests a key that is not stored yet (typed in the form, or proved by a key
+    rotation); the event then names its masked form as `tested_key`.
     """
     now = timezone.now()
     dedup_key = f"{TEST_DEDUP_PREFIX}{uuid.uuid4().hex}"
@@ -90,7 +118,7 @@ def send_test_alert(
     )
     if routing_key is not None:
         event["payload"]["custom_details"]["tested_key"] = mask_routing_key(routing_key)
-    result = _send_now(
+    delivery, result = _send_now(
         destination,
         DeliveryKind.TEST,
         event,
@@ -98,7 +126,9 @@ def send_test_alert(
         client=client,
         resolve_after=resolve,
     )
-    outcome = TestAlertOutcome(destination=destination, delivery=result[0], result=result[1])
+    outcome = TestAlertOutcome(
+        destination=destination, result=result, sent_dedup_key=dedup_key, delivery=delivery
+    )
     if resolve and outcome.accepted:
         _, outcome.resolve_result = _send_now(
             destination,
@@ -118,10 +148,19 @@ def _send_now(
     routing_key: str | None,
     client: PagerDutyClient | None,
     resolve_after: bool = False,
-) -> tuple[Delivery, AttemptResult]:
+) -> tuple[Delivery | None, AttemptResult]:
     # Sent first and logged after: a process that dies mid-send leaves no row that a worker
     # might later resend with a different (stored) key.
     result = send_event(event, destination, client=client, routing_key=routing_key)
+    if destination.pk is None:
+        logger.info(
+            "test_alert.unsaved_destination kind=%s status=%s accepted=%s dedup_key=%s",
+            kind,
+            result.status_code,
+            result.accepted,
+            event["dedup_key"],
+        )
+        return None, result
     delivery = Delivery(
         destination=destination,
         kind=kind,

@@ -4,18 +4,33 @@ from django.contrib import admin, messages
 
 from ..delivery.outbox import UNSTORED_KEY_TEST, retry_now
 from ..models import Delivery, DeliveryKind, DeliveryStatus
+from ..services import TestAlertOutcome
 from ..services import send_test_alert as send_test_alert_service
 
+# How to ask for the resolve, as each place that sends a test alert offers it.
+RESOLVE_CHECKBOX = "tick “resolve right after” to leave none open next time"
+RESOLVE_ACTION = "use the action “Send test alert and resolve it right after” to leave none open"
 
-def report_test_alert(modeladmin, request, destination, *, resolve: bool) -> None:
+
+def test_alert_level(outcome: TestAlertOutcome) -> int:
+    """The message level of a test's outcome: an error, a warning when its resolve failed."""
+    if not outcome.accepted:
+        return messages.ERROR
+    if outcome.resolve_result is not None and not outcome.resolve_result.accepted:
+        return messages.WARNING
+    return messages.SUCCESS
+
+
+def report_test_alert(
+    modeladmin, request, destination, *, resolve: bool, resolve_option: str = RESOLVE_ACTION
+) -> None:
     """Send one test alert and show the admin PagerDuty's answer."""
     outcome = send_test_alert_service(
         destination=destination, sent_by=request.user.get_username(), resolve=resolve
     )
-    level = messages.SUCCESS if outcome.accepted else messages.ERROR
-    if outcome.accepted and outcome.resolve_result and not outcome.resolve_result.accepted:
-        level = messages.WARNING
-    modeladmin.message_user(request, outcome.summary(), level=level)
+    modeladmin.message_user(
+        request, outcome.summary(resolve_option=resolve_option), level=test_alert_level(outcome)
+    )
 
 
 @admin.action(permissions=["change"], description="Send test alert")

@@ -1,11 +1,11 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import F, OuterRef, Subquery, TextField
 from django.db.models.functions import Cast
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse
@@ -19,8 +19,14 @@ from ..configuration import managed_notice
 from ..forms import DestinationForm
 from ..keys.routing import UNREADABLE_KEY, mask_routing_key, readable_key
 from ..models import Delivery, Destination
-from ..services import SAMPLE_RUN_DESCRIPTION, preview_event
-from .actions import report_test_alert, send_test_alert, send_test_alert_and_resolve
+from ..services import SAMPLE_RUN_DESCRIPTION, preview_event, send_test_alert
+from .actions import (
+    RESOLVE_CHECKBOX,
+    report_test_alert,
+    send_test_alert_and_resolve,
+    test_alert_level,
+)
+from .actions import send_test_alert as send_test_alert_action
 from .delivery import status_badge
 
 
@@ -65,7 +71,7 @@ class DestinationAdmin(admin.ModelAdmin):
         KeyAgeFilter,
     ]
     search_fields = ["name", "component", "group", "event_class"]
-    actions = [send_test_alert, send_test_alert_and_resolve]
+    actions = [send_test_alert_action, send_test_alert_and_resolve]
     readonly_fields = [
         "masked_key",
         "routing_key_rotated_at",
@@ -227,8 +233,29 @@ class DestinationAdmin(admin.ModelAdmin):
             )
         return f"{days} days"
 
+    class Media:
+        # Sends the form's values to the test endpoint without leaving the page (see the file).
+        js = ["destinations/test_alert.js"]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # Where "Send test alert" posts the form, for whoever may use it on this page.
+        if add and self.has_add_permission(request):
+            context["test_alert_url"] = reverse("admin:destinations_destination_add_test_alert")
+        elif obj is not None and self.has_test_alert_permission(request):
+            # A managed record is read-only here, yet its test alerts still work (they save
+            # nothing): its form then posts no fields, and the saved destination is tested.
+            context["test_alert_url"] = reverse(
+                "admin:destinations_destination_test_alert", args=[obj.pk]
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
     def get_urls(self):
         return [
+            path(
+                "test-alert/",
+                self.admin_site.admin_view(self.add_test_alert_view),
+                name="destinations_destination_add_test_alert",
+            ),
             path(
                 "<path:object_id>/send-test-alert/",
                 self.admin_site.admin_view(self.test_alert_view),
@@ -238,11 +265,78 @@ class DestinationAdmin(admin.ModelAdmin):
         ]
 
     @method_decorator(require_POST)
+    def add_test_alert_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        return self._test_form_values(request, None)
+
+    @method_decorator(require_POST)
     def test_alert_view(self, request, object_id):
         destination = self.get_object(request, object_id)
         if destination is None:
             raise Http404("No such destination.")
         if not self.has_test_alert_permission(request):
             raise PermissionDenied
-        report_test_alert(self, request, destination, resolve=bool(request.POST.get("resolve")))
-        return redirect(reverse("admin:destinations_destination_change", args=[destination.pk]))
+        return self._test_form_values(request, destination)
+
+    def _test_form_values(self, request, destination: Destination | None):
+        """Send a test alert built from the posted form, validated as Save would; save nothing.
+
+        The page's script asks for JSON and shows the answer in place, keeping what was typed
+        (the key input is write-only, so a reload would lose it). Without the script the form
+        is posted here and the answer is a message on the page it came from.
+        """
+        form_class = self.get_form(request, destination, change=destination is not None)
+        wants_json = "application/json" in request.headers.get("Accept", "")
+        if destination is None:
+            back = reverse("admin:destinations_destination_add")
+        else:
+            back = reverse("admin:destinations_destination_change", args=[destination.pk])
+        if destination is not None and not request.POST.keys() & form_class.base_fields.keys():
+            # A post without the form's fields (a script, a page from before the form was sent
+            # along) tests the destination as saved, as the list's action does.
+            report_test_alert(
+                self,
+                request,
+                destination,
+                resolve=bool(request.POST.get("resolve")),
+                resolve_option=RESOLVE_CHECKBOX,
+            )
+            return redirect(back)
+        # The form sets the typed values on this in-memory copy only; it is never saved here.
+        form = form_class(request.POST, request.FILES, instance=destination)
+        if not form.is_valid():
+            message = "Test alert not sent: " + _form_errors_sentence(form) + " Nothing was saved."
+            if wants_json:
+                errors = {field: list(errors) for field, errors in form.errors.items()}
+                return JsonResponse(
+                    {"level": "error", "message": message, "errors": errors}, status=400
+                )
+            self.message_user(request, message, level=messages.ERROR)
+            return redirect(back)
+        outcome = send_test_alert(
+            destination=form.instance,
+            sent_by=request.user.get_username(),
+            resolve=bool(request.POST.get("resolve")),
+            # A typed key is tested as typed; a blank one (change page only) means the stored key.
+            routing_key=form.cleaned_data.get("routing_key"),
+        )
+        message = outcome.summary(resolve_option=RESOLVE_CHECKBOX)
+        if outcome.logged:
+            message += " Sent with the values on this form as they are; nothing was saved."
+        level = test_alert_level(outcome)
+        if wants_json:
+            return JsonResponse(
+                {"level": messages.DEFAULT_TAGS[level], "message": message, "errors": {}}
+            )
+        self.message_user(request, message, level=level)
+        return redirect(back)
+
+
+def _form_errors_sentence(form) -> str:
+    """The form's errors, each after its field's label, for the message above the button."""
+    parts = [
+        f"{form[field].label}: {' '.join(errors)}" if field in form.fields else " ".join(errors)
+        for field, errors in form.errors.items()
+    ]
+    return "correct the form first. " + " ".join(parts)

@@ -1,12 +1,14 @@
-"""The destination form's fallback and summary template, as an admin saving them meets them."""
+"""The destination form as an admin meets it: what it renders saves; fallback and template rules."""
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from destinations.models import Destination
+from destinations.forms import DestinationForm
+from destinations.models import Destination, Region, SeverityOverride
 from tests.support.admin_pages import change_url, page_text
 from tests.support.factories import make_destination
+from tests.support.rendered_forms import rendered_form_data
 from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
 
 pytestmark = pytest.mark.django_db
@@ -154,3 +156,44 @@ def test_the_form_tells_an_on_call_admin_what_the_fields_do(admin_client):
     assert "test alerts never fall back" in page
     assert "{severity}, {detection_name}, {replay_link}, {outcome}, {match_count}" in page
     assert "Write {{ and }} for literal braces." in page
+
+
+# What the form renders saves as it is.
+
+
+def test_a_new_form_renders_custom_details_as_an_empty_object():
+    field = DestinationForm()["custom_details"]
+
+    assert field.value() == "{}"
+    assert ">\n{}</textarea>" in str(field)
+
+
+def test_the_add_page_saves_with_only_a_name_and_a_key_left_as_rendered(admin_client):
+    page = admin_client.get(ADD_URL).content.decode()
+    data = rendered_form_data(page, form_id="destination_form", pressed="_save")
+    data["name"] = ["SecOps on-call"]
+    data["routing_key"] = [ROUTING_KEY]
+
+    response = admin_client.post(ADD_URL, data)
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    saved = Destination.objects.get()
+    assert saved.name == "SecOps on-call"
+    assert saved.routing_key == ROUTING_KEY
+    assert saved.custom_details == {}
+    assert saved.enabled is True
+    assert saved.region == Region.US
+    assert saved.severity_override == SeverityOverride.AUTOMATIC
+    assert (saved.component, saved.group, saved.event_class) == ("", "", "")
+    assert saved.timeout_seconds == 30
+
+
+def test_a_cleared_custom_details_box_saves_as_an_empty_object(admin_client):
+    page = admin_client.get(ADD_URL).content.decode()
+    data = rendered_form_data(page, form_id="destination_form", pressed="_save")
+    data.update(name=["SecOps on-call"], routing_key=[ROUTING_KEY], custom_details=["  \n"])
+
+    response = admin_client.post(ADD_URL, data)
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    assert Destination.objects.get().custom_details == {}

@@ -5,9 +5,15 @@ from django.contrib.auth.models import Permission, User
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from destinations.models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus
+from destinations.models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryKind,
+    DeliveryStatus,
+    Destination,
+)
 from destinations.pagerduty.events import EVENT_MAX_BYTES, serialize_event
-from destinations.services import preview_event
+from destinations.services import preview_event, send_test_alert
 from tests.support.admin_pages import change_url, shown_messages
 from tests.support.fake_pagerduty import Fault
 from tests.support.routing_keys import MASKED_KEY, ROUTING_KEY
@@ -186,6 +192,67 @@ def test_command_fails_readably_when_unreachable(destination, settings):
 def test_command_names_an_unknown_destination(destination):
     with pytest.raises(CommandError, match="No destination named or numbered “nope”"):
         call_command("send_test_alert", "nope")
+
+
+# What the test alert's answer says about the incident it opened
+
+
+def test_a_test_not_resolved_says_an_incident_is_now_open(destination, fake_pagerduty, capsys):
+    call_command("send_test_alert", "SecOps on-call")
+
+    [event] = fake_pagerduty.events
+    out = capsys.readouterr().out
+    assert out.strip().endswith(
+        f"dedup_key {event['dedup_key']}. An incident is now open in PagerDuty: resolve it there."
+    )
+
+
+def test_a_failed_resolve_says_the_incident_is_still_open(destination, fake_pagerduty):
+    # The trigger is answered as usual, the resolve right after it with a 503.
+    fake_pagerduty.inject(Fault.delay(0))
+    fake_pagerduty.inject(Fault.status(503))
+
+    outcome = send_test_alert(destination=destination, sent_by="admin", resolve=True)
+
+    assert outcome.accepted
+    assert outcome.incident_open
+    assert (
+        f"The incident is still open: resolve incident {outcome.dedup_key} in PagerDuty by hand."
+        in outcome.summary()
+    )
+
+
+def test_the_list_action_says_which_action_resolves(admin_client, destination, fake_pagerduty):
+    response = admin_client.post(
+        LIST_URL, {"action": "send_test_alert", "_selected_action": [destination.pk]}, follow=True
+    )
+
+    [message] = shown_messages(response)
+    assert message.endswith(
+        "An incident is now open in PagerDuty: resolve it there, or use the action "
+        "“Send test alert and resolve it right after” to leave none open."
+    )
+
+
+def test_an_unsaved_destination_is_tested_with_its_values_and_not_logged(db, fake_pagerduty):
+    unsaved = Destination(name="Payments on-call", component="payments", region="us")
+    unsaved.set_routing_key(ROUTING_KEY)
+
+    outcome = send_test_alert(destination=unsaved, sent_by="admin", routing_key=ROUTING_KEY)
+
+    [event] = fake_pagerduty.events
+    assert event["routing_key"] == ROUTING_KEY
+    assert event["payload"]["summary"] == "Test alert from Payments on-call"
+    assert event["payload"]["component"] == "payments"
+    assert event["payload"]["custom_details"]["tested_key"] == MASKED_KEY
+    assert outcome.accepted and not outcome.logged
+    assert outcome.dedup_key == event["dedup_key"]
+    assert outcome.summary().endswith(
+        "An incident is now open in PagerDuty: resolve it there. "
+        "Not logged: the destination is not saved yet."
+    )
+    assert not Destination.objects.exists()
+    assert not Delivery.objects.exists()
 
 
 # The event preview

@@ -5,15 +5,17 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from destinations.models import Destination
+from destinations.models import Delivery, Destination
 from destinations.pagerduty.events import dedup_key_for
 from destinations.services import SAMPLE_DETECTION_NAME, SAMPLE_REPLAY_LINK, preview_event
-from tests.support.admin_pages import change_url, page_text
+from tests.support.admin_pages import change_url, page_text, shown_messages
 from tests.support.factories import make_destination
+from tests.support.rendered_forms import rendered_form_data
 from tests.support.routing_keys import MASKED_KEY, OTHER_ROUTING_KEY, ROUTING_KEY
 
 ADD_URL = reverse("admin:destinations_destination_add")
@@ -258,7 +260,8 @@ def test_add_page_quotes_the_pagerduty_steps_and_hides_what_needs_a_saved_destin
     assert "PagerDuty's component: the part of the system affected" in page
     assert "Event preview" not in page
     assert "Key stored at" not in page
-    assert 'id="send-test-alert"' not in page
+    # A test alert needs no saved destination: it sends what the form holds.
+    assert 'id="send-test-alert"' in page
 
 
 def test_change_page_keeps_the_test_alert_button_and_the_key_dates(
@@ -284,3 +287,197 @@ def test_a_list_with_rows_shows_no_empty_state(admin_client, configured_destinat
 
     assert "No destinations yet." not in page
     assert "SecOps on-call" in page
+
+
+# "Send test alert" on the add and change pages: what the form holds is sent, nothing is saved.
+
+
+def add_test_url() -> str:
+    return reverse("admin:destinations_destination_add_test_alert")
+
+
+def button_url_of(destination) -> str:
+    return reverse("admin:destinations_destination_test_alert", args=[destination.pk])
+
+
+def rendered_form(admin_client, url: str) -> tuple[dict, str]:
+    """The destination form's fields as the page renders them, and where its test button posts."""
+    page = admin_client.get(url).content.decode()
+    [action] = re.findall(r'<button[^>]*id="send-test-alert"[^>]*formaction="([^"]+)"', page)
+    return rendered_form_data(page, form_id="destination_form"), action
+
+
+def press_test(admin_client, url: str, data: dict):
+    """Post the form as the page's script does, asking for the answer as JSON."""
+    return admin_client.post(url, data, headers={"Accept": "application/json"})
+
+
+def test_change_page_tests_an_unsaved_edit_and_saves_nothing(
+    admin_client, destination, fake_pagerduty
+):
+    before = Destination.objects.values().get(pk=destination.pk)
+    data, action = rendered_form(admin_client, change_url(destination))
+    assert action == button_url_of(destination)
+    assert data["routing_key"] == [""]  # the stored key is never rendered
+    data["component"] = ["payments"]
+    del data["resolve"]  # "resolve right after" unticked
+
+    response = press_test(admin_client, action, data)
+
+    [event] = fake_pagerduty.events
+    assert event["routing_key"] == ROUTING_KEY  # a blank key field means the stored key
+    assert event["payload"]["component"] == "payments"
+    assert event["payload"]["group"] == "prod"
+    assert "tested_key" not in event["payload"]["custom_details"]
+    answer = response.json()
+    assert response.status_code == 200
+    assert answer["level"] == "success"
+    assert answer["errors"] == {}
+    assert answer["message"] == (
+        "Test alert to “SecOps on-call” accepted by PagerDuty (202): “Event processed”, "
+        f"dedup_key {event['dedup_key']}. An incident is now open in PagerDuty: resolve it there, "
+        "or tick “resolve right after” to leave none open next time. "
+        "Sent with the values on this form as they are; nothing was saved."
+    )
+    assert Destination.objects.values().get(pk=destination.pk) == before
+    # Logged under the destination with the event as sent: the edited component, no key.
+    delivery = Delivery.objects.get()
+    assert (delivery.destination_id, delivery.kind) == (destination.pk, "test")
+    assert delivery.event["payload"]["component"] == "payments"
+    assert "routing_key" not in delivery.event
+
+
+def test_change_page_tests_a_typed_key_without_storing_it(
+    admin_client, destination, fake_pagerduty
+):
+    before = Destination.objects.values().get(pk=destination.pk)
+    data, action = rendered_form(admin_client, change_url(destination))
+    data["routing_key"] = [OTHER_ROUTING_KEY]
+
+    response = press_test(admin_client, action, data)
+
+    trigger, resolve = fake_pagerduty.events
+    assert trigger["routing_key"] == resolve["routing_key"] == OTHER_ROUTING_KEY
+    assert trigger["payload"]["custom_details"]["tested_key"] == "••••" + OTHER_ROUTING_KEY[-4:]
+    assert "It was resolved right after, so no incident stays open." in response.json()["message"]
+    assert OTHER_ROUTING_KEY not in response.content.decode()
+    assert Destination.objects.values().get(pk=destination.pk) == before
+    assert Destination.objects.get().routing_key == ROUTING_KEY
+
+
+def test_add_page_tests_the_typed_key_before_anything_is_saved(admin_client, fake_pagerduty):
+    data, action = rendered_form(admin_client, ADD_URL)
+    assert action == add_test_url()
+    data.update(name=["Payments on-call"], routing_key=[ROUTING_KEY], component=["payments"])
+
+    response = press_test(admin_client, action, data)
+
+    trigger, resolve = fake_pagerduty.events
+    assert trigger["routing_key"] == ROUTING_KEY
+    assert trigger["payload"]["summary"] == "Test alert from Payments on-call"
+    assert trigger["payload"]["component"] == "payments"
+    assert resolve == {
+        "routing_key": ROUTING_KEY,
+        "event_action": "resolve",
+        "dedup_key": trigger["dedup_key"],
+    }
+    answer = response.json()
+    assert answer["level"] == "success"
+    assert answer["message"].endswith(
+        "It was resolved right after, so no incident stays open. "
+        "Not logged: the destination is not saved yet."
+    )
+    assert ROUTING_KEY not in response.content.decode()
+    assert not Destination.objects.exists()
+    assert not Delivery.objects.exists()
+
+
+def test_add_page_test_of_a_refused_key_shows_pagerdutys_answer(admin_client, fake_pagerduty):
+    fake_pagerduty.refuse_key(ROUTING_KEY, status=404)
+    data, action = rendered_form(admin_client, ADD_URL)
+    data.update(name=["Payments on-call"], routing_key=[ROUTING_KEY])
+
+    answer = press_test(admin_client, action, data).json()
+
+    assert answer["level"] == "error"
+    assert "Test alert to “Payments on-call” failed: PagerDuty answered 404" in answer["message"]
+    assert "Hint: PagerDuty refused the integration key" in answer["message"]
+    assert answer["message"].endswith("Not logged: the destination is not saved yet.")
+    assert len(fake_pagerduty.received) == 1
+    assert not Destination.objects.exists()
+
+
+def test_add_page_test_without_a_key_marks_the_field_and_sends_nothing(
+    admin_client, fake_pagerduty
+):
+    data, action = rendered_form(admin_client, ADD_URL)
+    data["name"] = ["Payments on-call"]
+
+    response = press_test(admin_client, action, data)
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "level": "error",
+        "message": "Test alert not sent: correct the form first. "
+        "Integration key: Enter the integration key. Nothing was saved.",
+        "errors": {"routing_key": ["Enter the integration key."]},
+    }
+    assert fake_pagerduty.received == []
+    assert not Destination.objects.exists()
+
+
+def test_change_page_test_with_broken_details_names_the_error_and_sends_nothing(
+    admin_client, destination, fake_pagerduty
+):
+    before = Destination.objects.values().get(pk=destination.pk)
+    data, action = rendered_form(admin_client, change_url(destination))
+    data["custom_details"] = ['["not", "an object"]']
+
+    response = press_test(admin_client, action, data)
+
+    assert response.status_code == 400
+    [error] = response.json()["errors"]["custom_details"]
+    assert error.startswith("Custom details must be a JSON object")
+    assert "Custom details: Custom details must be a JSON object" in response.json()["message"]
+    assert fake_pagerduty.received == []
+    assert not Delivery.objects.exists()
+    assert Destination.objects.values().get(pk=destination.pk) == before
+
+
+def test_without_the_script_the_button_posts_the_form_and_shows_a_message(
+    admin_client, destination, fake_pagerduty
+):
+    data, action = rendered_form(admin_client, change_url(destination))
+    data["component"] = ["payments"]
+
+    response = admin_client.post(action, data, follow=True)
+
+    assert response.redirect_chain == [(change_url(destination), 302)]
+    [message] = shown_messages(response)
+    assert "accepted by PagerDuty (202)" in message
+    assert "nothing was saved" in message
+    assert fake_pagerduty.events[0]["payload"]["component"] == "payments"
+    assert Destination.objects.get().component == "auth"
+
+
+def test_the_test_button_loads_its_script_and_sits_after_the_save_buttons(admin_client):
+    page = admin_client.get(ADD_URL).content.decode()
+
+    assert '<script src="/static/destinations/test_alert.js"' in page
+    # A form's first submit button is what Enter presses: it must stay Save.
+    assert page.index('name="_save"') < page.index('id="send-test-alert"')
+
+
+def test_testing_on_the_add_page_needs_the_add_permission(db, client, fake_pagerduty):
+    # The change page's test needs the change permission (tests/destinations/test_services.py).
+    editor = User.objects.create_user("editor", password="pw", is_staff=True)
+    editor.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_destination", "change_destination"])
+    )
+    client.force_login(editor)
+    data = {"name": "Payments on-call", "routing_key": ROUTING_KEY, "timeout_seconds": "30"}
+
+    response = client.post(add_test_url(), data, headers={"Accept": "application/json"})
+
+    assert response.status_code == 403
+    assert fake_pagerduty.received == []
