@@ -8,8 +8,10 @@ from django.core.paginator import Page, Paginator
 from django.db import connections
 from django.db.models import (
     Aggregate,
+    BooleanField,
     Case,
     Count,
+    ExpressionWrapper,
     F,
     FloatField,
     Func,
@@ -23,6 +25,7 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from .models import UNFINISHED, Delivery, DeliveryKind, DeliveryStatus, Destination
+from .services import TEST_DEDUP_PREFIX
 
 WINDOW_DAYS = 14
 RECENT = timedelta(hours=24)
@@ -31,11 +34,20 @@ DESTINATIONS_PER_PAGE = 100
 # Latency percentiles shown, as whole percents; nearest rank, so every value is a real delivery's.
 LATENCY_PERCENTILES = (50, 95)
 
-# Success rate and latency describe the pages detections send. Test alerts are left out: the
-# admin sends them inline (their latency is one HTTP call, not a trip through the queue), and a
-# key rotation logs a refused test against the destination when the *new* key is wrong, which
-# says nothing about how the destination's pages are doing. They still count in the chart.
-EVENTS = ~Q(kind=DeliveryKind.TEST)
+# Pages and tests are counted apart everywhere (the health page and /healthz): a test alert, or
+# its resolve, never makes a destination look healthy or unhealthy. A test is a delivery of kind
+# `test` or any delivery of a test's dedup key: the resolve sent right after a test, or queued
+# when "Retry now" re-sends one, is kind `resolve` like a detection's. Telling them by key rather
+# than by "has a run" keeps a page a page when its run is deleted (the run link is SET_NULL), and
+# a detection's resolves and fallbacks, which carry the detection's SHA-256 hex key, pages. Hex
+# has no "t", so no real dedup key starts with the test prefix.
+TESTS = Q(kind=DeliveryKind.TEST) | Q(dedup_key__startswith=TEST_DEDUP_PREFIX)
+# Detection runs' triggers and resolves: success rate and latency describe these only. A test's
+# latency is one HTTP call from the admin, not a trip through the queue, and a key rotation logs a
+# refused test when the *new* key is wrong, which says nothing about the destination's pages.
+PAGES = ~TESTS
+# The same test, as a column of a row read for display.
+IS_TEST = ExpressionWrapper(TESTS, output_field=BooleanField())
 DELIVERED = Q(status=DeliveryStatus.DELIVERED)
 # A failure counts until the delivery is delivered. "Retry now" puts a failed delivery back to
 # pending but keeps its finished_at (when it failed), which no other unfinished row has; so a
@@ -47,14 +59,14 @@ QUEUED = Q(status__in=UNFINISHED, finished_at__isnull=True)
 
 
 class DayCount(NamedTuple):
-    """Deliveries created on one day, by how they ended (test alerts included, and counted)."""
+    """Deliveries created on one day, by how they ended (tests included, and counted apart)."""
 
     # A named tuple: cheap to build, and the page builds one per destination and day.
     day: date
     delivered: int = 0
     failed: int = 0
     other: int = 0  # pending or sending, and never failed (a re-queued failure is `failed`)
-    tests: int = 0
+    tests: int = 0  # test alerts and their resolves, among the counts above
 
     @property
     def total(self) -> int:
@@ -67,6 +79,8 @@ class PendingDelivery:
 
     id: int
     status: str
+    kind: str
+    is_test: bool  # a test alert or its resolve
     queued_at: datetime
     age: timedelta
     unfinished: int
@@ -78,6 +92,7 @@ class Failure:
 
     id: int
     kind: str
+    is_test: bool  # a test alert or its resolve
     finished_at: datetime
     status_code: int | None
     message: str
@@ -93,9 +108,9 @@ class DestinationHealth:
     name: str
     enabled: bool
     days: list[DayCount]
-    delivered: int  # detection events (no tests) delivered in the window
-    failed: int  # detection events (no tests) failed in the window
-    tests: int
+    delivered: int  # pages (no tests) delivered in the window
+    failed: int  # pages (no tests) failed in the window
+    tests: int  # test alerts and their resolves in the window, however they ended
     p50_ms: int | None
     p95_ms: int | None
     oldest_pending: PendingDelivery | None
@@ -106,20 +121,31 @@ class DestinationHealth:
         return sum(day.total for day in self.days)
 
     @property
+    def pages(self) -> int:
+        return self.total - self.tests
+
+    @property
     def success_rate(self) -> float | None:
-        """Delivered detection events as a percent of the finished ones, or None if none ended."""
+        """Delivered pages as a percent of the finished ones, or None if none ended."""
         finished = self.delivered + self.failed
         return 100.0 * self.delivered / finished if finished else None
 
 
 @dataclass(frozen=True)
-class QueueHealth:
-    """The delivery queue across all destinations: what the health page and /healthz report."""
+class QueueFigures:
+    """Counts of the delivery queue across all destinations, for pages or for tests."""
 
     pending: int  # pending or sending now
     oldest_pending_age: timedelta | None  # since the oldest unfinished one was (re)queued
     failed_recently: int  # in the last RECENT (24 hours)
     delivered_recently: int | None  # None when not counted (see queue_health)
+
+
+@dataclass(frozen=True)
+class QueueHealth(QueueFigures):
+    """Pages' figures, and tests' apart: what the health page and /healthz show."""
+
+    tests: QueueFigures
 
 
 @dataclass(frozen=True)
@@ -222,8 +248,8 @@ def delivery_health(
                     name=name,
                     enabled=enabled,
                     days=counts.days if counts else empty_days,
-                    delivered=counts.events_delivered if counts else 0,
-                    failed=counts.events_failed if counts else 0,
+                    delivered=counts.pages_delivered if counts else 0,
+                    failed=counts.pages_failed if counts else 0,
                     tests=counts.tests if counts else 0,
                     p50_ms=latency[50],
                     p95_ms=latency[95],
@@ -246,8 +272,8 @@ class _Counts:
     """One destination's per-day counts and its totals over the window, while they add up."""
 
     days: list[DayCount]
-    events_delivered: int = 0
-    events_failed: int = 0
+    pages_delivered: int = 0
+    pages_failed: int = 0
     tests: int = 0
 
 
@@ -271,9 +297,9 @@ def _daily_counts(in_window, starts: list[datetime]) -> dict[int, _Counts]:
             delivered=Count("pk", filter=DELIVERED),
             failed=Count("pk", filter=FAILED),
             other=Count("pk", filter=QUEUED),
-            tests=Count("pk", filter=~EVENTS),
-            events_delivered=Count("pk", filter=DELIVERED & EVENTS),
-            events_failed=Count("pk", filter=FAILED & EVENTS),
+            tests=Count("pk", filter=TESTS),
+            pages_delivered=Count("pk", filter=DELIVERED & PAGES),
+            pages_failed=Count("pk", filter=FAILED & PAGES),
         )
     )
     counts: dict[int, _Counts] = {}
@@ -284,24 +310,24 @@ def _daily_counts(in_window, starts: list[datetime]) -> dict[int, _Counts]:
         failed,
         other,
         tests,
-        events_delivered,
-        events_failed,
+        pages_delivered,
+        pages_failed,
     ) in rows:
         entry = counts.get(destination_id)
         if entry is None:
             entry = counts[destination_id] = _Counts(days=[DayCount(when) for when in day_list])
         entry.days[day] = DayCount(day_list[day], delivered, failed, other, tests)
-        entry.events_delivered += events_delivered
-        entry.events_failed += events_failed
+        entry.pages_delivered += pages_delivered
+        entry.pages_failed += pages_failed
         entry.tests += tests
     return counts
 
 
 def _latency_percentiles(in_window) -> dict[int, dict[int, int]]:
-    """Nearest-rank latency percentiles per destination over its delivered detection events."""
+    """Nearest-rank latency percentiles per destination over its delivered pages."""
     # delivered_at is set exactly when a delivery is delivered; filtering on it rather than on
     # status lets the database read the page's rows through the (destination, created_at) index.
-    delivered = in_window.filter(EVENTS, delivered_at__isnull=False)
+    delivered = in_window.filter(PAGES, delivered_at__isnull=False)
     # Whole milliseconds: SQLite's julianday() is exact to about one, and both databases agree.
     if connections[delivered.db].vendor == "postgresql":
         # PostgreSQL ranks inside the aggregate: one row per destination comes back.
@@ -339,19 +365,22 @@ def _oldest_pending(deliveries, *, now: datetime) -> dict[int, PendingDelivery]:
                 order_by=[F("queued_at").asc(), F("pk").asc()],
             ),
             unfinished=Window(Count("pk"), partition_by=F("destination_id")),
+            is_test=IS_TEST,
         )
         .filter(rank=1)
-        .values_list("destination_id", "pk", "status", "queued_at", "unfinished")
+        .values_list("destination_id", "pk", "status", "kind", "is_test", "queued_at", "unfinished")
     )
     return {
         destination_id: PendingDelivery(
             id=pk,
             status=status,
+            kind=kind,
+            is_test=bool(is_test),
             queued_at=queued_at,
             age=max(now - queued_at, timedelta(0)),
             unfinished=unfinished,
         )
-        for destination_id, pk, status, queued_at, unfinished in rows
+        for destination_id, pk, status, kind, is_test, queued_at, unfinished in rows
     }
 
 
@@ -364,13 +393,15 @@ def _last_failures(deliveries, *, since: datetime) -> dict[int, Failure]:
                 RowNumber(),
                 partition_by=F("destination_id"),
                 order_by=[F("finished_at").desc(), F("pk").desc()],
-            )
+            ),
+            is_test=IS_TEST,
         )
         .filter(rank=1)
         .values_list(
             "destination_id",
             "pk",
             "kind",
+            "is_test",
             "finished_at",
             "last_status_code",
             "pagerduty_message",
@@ -382,41 +413,55 @@ def _last_failures(deliveries, *, since: datetime) -> dict[int, Failure]:
         row[0]: Failure(
             id=row[1],
             kind=row[2],
-            finished_at=row[3],
-            status_code=row[4],
-            message=row[5],
-            errors=row[6] or [],
-            error=row[7],
+            is_test=bool(row[3]),
+            finished_at=row[4],
+            status_code=row[5],
+            message=row[6],
+            errors=row[7] or [],
+            error=row[8],
         )
         for row in rows
     }
 
 
 def queue_health(*, now: datetime, count_delivered: bool = True) -> QueueHealth:
-    """The queue across all destinations: unfinished now, and failed and delivered lately.
+    """The queue across all destinations, pages and tests apart: unfinished now, failed lately.
 
-    Counting the delivered reads a day's deliveries (0.5 s of 3 million rows on PostgreSQL, where
-    the rest takes 15 ms), so /healthz, which monitors call every few seconds, leaves it out.
+    One query whatever the split. Counting the delivered reads a day's deliveries (0.5 s of 3
+    million rows on PostgreSQL, where the rest takes 15 ms), so /healthz, which monitors call
+    every few seconds, leaves it out.
     """
     recent = now - RECENT
     unfinished = Q(status__in=UNFINISHED)
     failed = FAILED & Q(finished_at__gte=recent)
     delivered = DELIVERED & Q(delivered_at__gte=recent)
     read = unfinished | failed
-    figures = {
-        "pending": Count("pk", filter=unfinished),
+    figures = {}
+    for side, which in (("pages", PAGES), ("tests", TESTS)):
+        figures[f"{side}_pending"] = Count("pk", filter=unfinished & which)
         # queued_at, not created_at: "Retry now" re-queues, and the age limit counts from there.
-        "oldest": Min("queued_at", filter=unfinished),
-        "failed": Count("pk", filter=failed),
-    }
+        figures[f"{side}_oldest"] = Min("queued_at", filter=unfinished & which)
+        figures[f"{side}_failed"] = Count("pk", filter=failed & which)
+        if count_delivered:
+            figures[f"{side}_delivered"] = Count("pk", filter=delivered & which)
     if count_delivered:
         read |= delivered
-        figures["delivered"] = Count("pk", filter=delivered)
     totals = Delivery.objects.filter(read).order_by().aggregate(**figures)
-    oldest = totals["oldest"]
+
+    def side(name: str) -> QueueFigures:
+        oldest = totals[f"{name}_oldest"]
+        return QueueFigures(
+            pending=totals[f"{name}_pending"],
+            oldest_pending_age=None if oldest is None else max(now - oldest, timedelta(0)),
+            failed_recently=totals[f"{name}_failed"],
+            delivered_recently=totals.get(f"{name}_delivered"),
+        )
+
+    pages = side("pages")
     return QueueHealth(
-        pending=totals["pending"],
-        oldest_pending_age=None if oldest is None else max(now - oldest, timedelta(0)),
-        failed_recently=totals["failed"],
-        delivered_recently=totals.get("delivered"),
+        pending=pages.pending,
+        oldest_pending_age=pages.oldest_pending_age,
+        failed_recently=pages.failed_recently,
+        delivered_recently=pages.delivered_recently,
+        tests=side("tests"),
     )

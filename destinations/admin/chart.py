@@ -22,7 +22,8 @@ def day_title(label: str, day: DayCount) -> str:
     """What a bar says about its day: its <title>, read out by screen readers and on hover."""
     text = f"{label}: {day.delivered} delivered, {day.failed} failed, {day.other} pending"
     if day.tests:
-        text += f" (of which {day.tests} test alert{'' if day.tests == 1 else 's'})"
+        # Tests: test alerts and the resolves sent after them.
+        text += f" (of which {day.tests} test{'' if day.tests == 1 else 's'})"
     return text
 
 

@@ -42,7 +42,7 @@ class FailureCell:
     ago: str
     when: str
     status: str
-    is_test: bool
+    test_note: str  # "" for a page; says which kind of test otherwise
     answer: list[str]
 
 
@@ -105,6 +105,7 @@ def health_row(
             age=human_age(pending.age),
             queued=format_moment(pending.queued_at),
             note=f"#{pending.id} {pending.status}"
+            + (f" ({test_label(pending.kind)})" if pending.is_test else "")
             + (f", {pending.unfinished} unfinished" if pending.unfinished > 1 else ""),
         )
         if pending
@@ -114,12 +115,17 @@ def health_row(
             ago=human_age(now - failure.finished_at),
             when=format_moment(failure.finished_at),
             status=f"HTTP {failure.status_code}" if failure.status_code else "no answer",
-            is_test=failure.kind == DeliveryKind.TEST,
+            test_note=test_label(failure.kind) if failure.is_test else "",
             answer=answer_lines(failure),
         )
         if failure
         else None,
     )
+
+
+def test_label(kind: str) -> str:
+    """Name a test delivery: the test alert itself, or the resolve sent after it."""
+    return "test alert" if kind == DeliveryKind.TEST else "resolve of a test alert"
 
 
 def _change_url(model: str, pk: int) -> str:

@@ -37,6 +37,8 @@ class PagerDutyError(Exception):
         self.response_excerpt = response_excerpt
         self.duration_ms = duration_ms
         self.retry_after = retry_after
+        # What PagerDuty said picks the hint when it says something we know; else the class's.
+        self.hint = answer_hint(status_code, message, self.errors, default=type(self).hint)
         # The sentence is the only argument, so str() and the OSError bases both print it.
         super().__init__(self._sentence())
 
@@ -139,6 +141,70 @@ class Timeout(Unreachable, TimeoutError):
         "PagerDuty unreachable: no answer within the destination's timeout. "
         "Queued alerts are retried automatically."
     )
+
+
+# Hints for what PagerDuty says, beyond what its status alone tells (design §7). PagerDuty's own
+# wording is matched, and the fake PagerDuty's for the same cases (tests/support/fake_pagerduty).
+UNKNOWN_KEY_HINT = (
+    "PagerDuty does not know this integration key. It is well-formed, so check that it is the "
+    "Integration Key of an Events API v2 integration on the intended service (not a REST API "
+    "key), that the integration was not deleted or its key regenerated since, and that the "
+    "destination's region (US or EU) is the one of the PagerDuty account."
+)
+MALFORMED_KEY_HINT = (
+    "PagerDuty says the integration key is malformed: an Events API v2 Integration Key is 32 "
+    "letters and digits. Copy it again from the integration on the service's Integrations tab "
+    "(a REST API key or an older service key will not do)."
+)
+DISABLED_KEY_HINT = (
+    "PagerDuty says the integration for this key is disabled: enable the integration (or its "
+    "service) in PagerDuty, or store the key of an enabled Events API v2 integration."
+)
+NO_INTEGRATION_HINT = (
+    "PagerDuty has no integration with this key: the integration or its service was deleted, "
+    "or the key is of the other region (check the destination's region, US or EU). Add an "
+    "Events API v2 integration to the service and store its Integration Key."
+)
+EVENT_FIELD_HINT = (
+    "PagerDuty refused a field of the event (its errors say which), not the key. If the "
+    "destination has a summary template, check that its preview shows a summary; otherwise this "
+    "is a bug in this product, not in your settings: please report it with PagerDuty's errors."
+)
+# PagerDuty: "Length of 'routing_key' is incorrect (should be 32 characters)", "'routing_key'
+# cannot contain non-alphanumeric characters."; the fake: "routing_key must be 32 characters;
+# got 20", "routing_key must contain only letters …", "routing_key is invalid (pattern)".
+_MALFORMED_KEY = re.compile(
+    r"length of 'routing_key'|routing_key'? (?:must|cannot|is invalid)|wrong length", re.I
+)
+# PagerDuty's 400 ("errors": ["Invalid routing key"]) and 401 ("message": "Invalid routing key").
+_UNKNOWN_KEY = re.compile(r"invalid routing[ _]key", re.I)
+_DISABLED = re.compile(r"\bdisabled\b", re.I)
+_NO_INTEGRATION = re.compile(r"\bno integration\b", re.I)
+
+
+def answer_hint(
+    status_code: int | None, message: str, errors: Iterable[str], *, default: str
+) -> str:
+    """The hint for PagerDuty's answer: by what it said when we know the words, else `default`."""
+    if status_code is None or not 400 <= status_code < 500:
+        # No answer, or a 5xx: PagerDuty's words say nothing about the key or the event.
+        return default
+    errors = [str(error) for error in errors]
+    said = [message, *errors]
+    # The key comes first: while PagerDuty cannot place the event, its other errors are moot.
+    if any(_MALFORMED_KEY.search(text) for text in said):
+        return MALFORMED_KEY_HINT
+    if status_code in (400, 401) and any(_UNKNOWN_KEY.search(text) for text in said):
+        return UNKNOWN_KEY_HINT
+    if status_code == 403 and _DISABLED.search(message):
+        return DISABLED_KEY_HINT
+    if status_code == 404 and _NO_INTEGRATION.search(message):
+        return NO_INTEGRATION_HINT
+    # A 400's errors name the event's own faults ("'payload.summary' is missing or blank",
+    # "payload.severity is required", its size): nothing an admin's key or settings cause.
+    if status_code == 400 and errors:
+        return EVENT_FIELD_HINT
+    return default
 
 
 def error_for_status(status_code: int) -> type[PagerDutyError]:

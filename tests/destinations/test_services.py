@@ -80,10 +80,10 @@ def test_button_with_resolve_closes_the_test_incident(admin_client, destination,
 @pytest.mark.parametrize(
     ("status", "hint"),
     [
-        (400, "check the integration key's format"),
-        (401, "check the integration key"),
-        (403, "check the integration key"),
-        (404, "check the integration key"),
+        (400, "PagerDuty does not know this integration key. It is well-formed"),
+        (401, "PagerDuty does not know this integration key. It is well-formed"),
+        (403, "the integration for this key is disabled"),
+        (404, "PagerDuty has no integration with this key"),
     ],
 )
 def test_refused_key_shows_status_errors_and_hint(

@@ -15,7 +15,9 @@ from django.utils import timezone
 from destinations.admin.health_page import format_rate, human_duration_ms
 from destinations.health import delivery_health, nearest_rank
 from destinations.models import Delivery, DeliveryKind, DeliveryStatus, Destination
-from tests.support.factories import make_destination
+from destinations.pagerduty.events import dedup_key_for
+from destinations.services import TEST_DEDUP_PREFIX, send_test_alert
+from tests.support.factories import DETECTION_NAME, make_destination, make_detection, record_run
 from tests.support.routing_keys import ROUTING_KEY
 
 URL = reverse("admin:destinations_health")
@@ -36,7 +38,7 @@ def deliver(
         destination=destination,
         kind=kind,
         event={"event_action": "trigger"},
-        dedup_key=f"key-{random.random()}",
+        dedup_key=fields.pop("dedup_key", f"key-{random.random()}"),
         status=status,
         created_at=created_at,
         queued_at=fields.pop("queued_at", created_at),
@@ -125,7 +127,7 @@ def test_deliveries_per_day_are_counted_in_each_bars_title(admin_client, destina
     assert (
         bar_title(
             timezone.localdate() - timedelta(days=2),
-            "4 delivered, 1 failed, 1 pending (of which 1 test alert)",
+            "4 delivered, 1 failed, 1 pending (of which 1 test)",
         )
         in row
     )
@@ -138,7 +140,7 @@ def test_deliveries_per_day_are_counted_in_each_bars_title(admin_client, destina
         in row
     )
     assert row.count("<title>") == 14
-    assert "8 in 14 days, 1 test alert" in row
+    assert "8 in 14 days: 7 pages, 1 test" in row
 
 
 def test_success_rate_counts_finished_detection_pages_only(admin_client, destination):
@@ -149,7 +151,7 @@ def test_success_rate_counts_finished_detection_pages_only(admin_client, destina
 
     row = row_of(page(admin_client), destination)
     assert ">75.0%<" in row
-    assert 'title="3 delivered, 1 failed"' in row
+    assert 'title="3 pages delivered, 1 failed"' in row
     assert "(test alert)" in row  # it is still the last failure, and marked as a test
 
 
@@ -187,6 +189,83 @@ def test_latency_percentiles_are_nearest_rank_over_delivered_pages(admin_client,
     [health] = delivery_health().destinations
     assert (health.p50_ms, health.p95_ms) == (1000, 1900)
     assert ">1.0 s / 1.9 s<" in row_of(page(admin_client), destination)
+
+
+def test_a_destination_that_only_got_tests_shows_no_success_or_latency(
+    admin_client, destination, fake_pagerduty
+):
+    # What an admin does on day one: two test alerts, each resolved right after (fast answers).
+    for _ in range(2):
+        assert send_test_alert(destination=destination, sent_by="admin", resolve=True).accepted
+    rows = list(Delivery.objects.order_by("id"))
+    assert [(row.kind, row.status, row.run_id) for row in rows] == [
+        (DeliveryKind.TEST, DeliveryStatus.DELIVERED, None),
+        (DeliveryKind.RESOLVE, DeliveryStatus.DELIVERED, None),
+    ] * 2
+
+    row = row_of(page(admin_client), destination)
+    success = row[row.index('class="health-number health-success') :]
+    assert success[: success.index("</td>")].endswith(">—")  # not 100.0%, from the resolves
+    assert 'title="0 pages delivered, 0 failed"' in row
+    assert 'health-latency">— / —</td>' in row  # not the resolves' few milliseconds
+    assert "4 in 14 days: 0 pages, 4 tests" in row
+    [health] = delivery_health().destinations
+    assert (health.delivered, health.failed, health.tests) == (0, 0, 4)
+    assert (health.p50_ms, health.p95_ms) == (None, None)
+
+
+def test_test_resolves_do_not_outweigh_a_real_trigger(admin_client, destination):
+    detection = make_detection(DETECTION_NAME, destination)
+    run, [trigger] = record_run(detection, "run-1")
+    created = days_ago(1)
+    Delivery.objects.filter(pk=trigger.pk).update(
+        status=DeliveryStatus.DELIVERED,
+        created_at=created,
+        delivered_at=created + timedelta(milliseconds=133),
+        finished_at=created + timedelta(milliseconds=133),
+    )
+    for _ in range(2):  # two tests' resolves, 2 ms each, with no run as every test has
+        deliver(
+            destination,
+            status="delivered",
+            created_at=created,
+            latency_ms=2,
+            kind=DeliveryKind.RESOLVE,
+            dedup_key=f"{TEST_DEDUP_PREFIX}{random.getrandbits(128):032x}",
+        )
+    stored = Delivery.objects.get(pk=trigger.pk)
+    assert stored.dedup_key == dedup_key_for(DETECTION_NAME)
+    page_ms = round((stored.delivered_at - stored.created_at).total_seconds() * 1000)
+
+    row = row_of(page(admin_client), destination)
+    assert page_ms == 133
+    assert f'health-latency">{page_ms} ms / {page_ms} ms</td>' in row
+    assert ">100.0%<" in row and 'title="1 page delivered, 0 failed"' in row
+    assert "3 in 14 days: 1 page, 2 tests" in row
+
+    # A page stays a page when its run is deleted (the delivery's run becomes NULL).
+    run.delete()
+    assert Delivery.objects.get(pk=trigger.pk).run_id is None
+    [health] = delivery_health().destinations
+    assert (health.p50_ms, health.p95_ms, health.delivered, health.tests) == (133, 133, 1, 2)
+
+
+def test_last_failure_marks_a_failed_test_resolve_as_a_test(admin_client, destination):
+    deliver(destination, status="failed", created_at=days_ago(2), last_status_code=400)
+    resolve = deliver(
+        destination,
+        status="failed",
+        created_at=days_ago(1),
+        kind=DeliveryKind.RESOLVE,
+        dedup_key=f"{TEST_DEDUP_PREFIX}{'a' * 32}",
+        last_status_code=503,
+    )
+    row = row_of(page(admin_client), destination)
+    cell = row[row.index('class="health-failure"') :]
+    assert f'href="{reverse("admin:destinations_delivery_change", args=[resolve.pk])}"' in cell
+    assert "HTTP 503" in cell and "(resolve of a test alert)" in cell
+    # The failed resolve is a test: the one failed page is the whole success rate.
+    assert ">0.0%<" in row and 'title="0 pages delivered, 1 failed"' in row
 
 
 def test_latency_is_per_destination(destination):
@@ -257,6 +336,30 @@ def test_totals_across_destinations(admin_client, destination):
     assert re.search(r'id="health-pending"><strong>2</strong>', text)
     assert re.search(r'id="health-failed-recently"><strong>1</strong>', text)
     assert re.search(r'id="health-delivered-recently"><strong>1</strong>', text)
+
+
+def test_totals_count_pages_and_tests_apart(admin_client, destination):
+    now = timezone.now()
+    test_key = f"{TEST_DEDUP_PREFIX}{'b' * 32}"
+    deliver(destination, status="pending", created_at=now)  # a page
+    deliver(destination, status="failed", created_at=now, kind=DeliveryKind.TEST)
+    deliver(destination, status="pending", created_at=now, kind="resolve", dedup_key=test_key)
+    deliver(destination, status="sending", created_at=now, kind=DeliveryKind.TEST)
+    deliver(destination, status="delivered", created_at=now, kind=DeliveryKind.TEST)
+
+    text = page(admin_client)
+    pending = text[text.index('id="health-pending">') :]
+    assert pending.startswith('id="health-pending"><strong>1</strong> page pending or sending')
+    assert "and 2 tests</div>" in pending[: pending.index("</li>")]
+    failed = text[text.index('id="health-failed-recently">') :]
+    assert failed.startswith('id="health-failed-recently"><strong>0</strong> pages failed')
+    assert "and 1 test</div>" in failed[: failed.index("</li>")]
+    delivered = text[text.index('id="health-delivered-recently">') :]
+    assert delivered.startswith('id="health-delivered-recently"><strong>0</strong> pages')
+    assert "and 1 test</div>" in delivered[: delivered.index("</li>")]
+    # The oldest pending delivery is the page (queued first); a test there would say so.
+    row = row_of(text, destination)
+    assert "pending, 3 unfinished" in row and "(test alert)" in row  # the failed test
 
 
 def test_disabled_destinations_are_listed_and_marked(admin_client):

@@ -158,7 +158,7 @@ def test_a_key_pagerduty_refuses_is_not_stored(
     message = refused(monkeypatch, destination.name)
 
     assert message.startswith("PagerDuty refused the new key (404: ")
-    assert "Hint: PagerDuty refused the integration key: check the integration key" in message
+    assert "Hint: PagerDuty has no integration with this key" in message
     assert message.endswith(f"The old key {OLD_FINGERPRINT} is still in use.")
     assert stored_key(destination) == ROUTING_KEY
     assert not LogEntry.objects.exists()

@@ -25,6 +25,11 @@ from destinations.pagerduty.client import (
     get_client,
 )
 from destinations.pagerduty.errors import (
+    DISABLED_KEY_HINT,
+    EVENT_FIELD_HINT,
+    MALFORMED_KEY_HINT,
+    NO_INTEGRATION_HINT,
+    UNKNOWN_KEY_HINT,
     EventRejected,
     KeyRejected,
     PagerDutyError,
@@ -178,7 +183,9 @@ def test_refused_key_400_is_event_rejected_with_errors(client, fake_pagerduty):
     assert error.message
     assert error.errors
     assert str(error).startswith(f"PagerDuty answered 400: {error.message} (")
-    assert "check the integration key's format" in error.hint
+    # The fake answers as PagerDuty does for a well-formed key it does not know.
+    assert error.errors == ["Invalid routing key"]
+    assert error.hint == UNKNOWN_KEY_HINT
     assert_scrubbed(error)
 
 
@@ -203,7 +210,14 @@ def test_refused_key_is_key_rejected(client, fake_pagerduty, status):
     assert isinstance(error, PermissionError)
     assert error.status_code == status
     assert error.retryable is False
-    assert "check the integration key" in error.hint
+    assert (
+        error.hint
+        == {
+            401: UNKNOWN_KEY_HINT,
+            403: DISABLED_KEY_HINT,
+            404: NO_INTEGRATION_HINT,
+        }[status]
+    )
     assert str(error).startswith(f"PagerDuty answered {status}: ")
     assert_scrubbed(error)
 
@@ -233,6 +247,119 @@ def test_redirect_is_not_followed(client, fake_pagerduty, status):
     assert caught.value.retryable is False
     assert "not followed" in str(caught.value)
     assert len(fake_pagerduty.received) == 1
+
+
+# --- hints: chosen by what PagerDuty said, not only by its status ------------------------
+
+# PagerDuty's own words in its 400 answers, as it sends them ("message": "Event object is
+# invalid" each time); the fake words the same cases its own way (the tests below this list).
+PAGERDUTY_LENGTH = "Length of 'routing_key' is incorrect (should be 32 characters)"
+PAGERDUTY_ALPHANUMERIC = "'routing_key' cannot contain non-alphanumeric characters."
+PAGERDUTY_NO_SUMMARY = "'payload.summary' is missing or blank"
+PAGERDUTY_NO_SEVERITY = "'payload.severity' is missing or blank"
+
+
+def invalid_event(*errors: str) -> Fault:
+    return Fault.status(
+        400,
+        body={"status": "invalid event", "message": "Event object is invalid", "errors": errors},
+    )
+
+
+@pytest.mark.parametrize(
+    ("errors", "hint"),
+    [
+        (["Invalid routing key"], UNKNOWN_KEY_HINT),
+        ([PAGERDUTY_LENGTH], MALFORMED_KEY_HINT),
+        ([PAGERDUTY_LENGTH, PAGERDUTY_ALPHANUMERIC], MALFORMED_KEY_HINT),
+        ([PAGERDUTY_NO_SUMMARY], EVENT_FIELD_HINT),
+        ([PAGERDUTY_NO_SEVERITY], EVENT_FIELD_HINT),
+        # While the key is wrong, PagerDuty cannot place the event: the key's hint comes first.
+        ([PAGERDUTY_NO_SUMMARY, PAGERDUTY_LENGTH], MALFORMED_KEY_HINT),
+        # Nothing said beyond the status: the status's hint.
+        ([], EventRejected.hint),
+    ],
+)
+def test_a_400_gets_the_hint_for_what_pagerduty_said(client, fake_pagerduty, errors, hint):
+    fake_pagerduty.inject(invalid_event(*errors), times=1)
+
+    with pytest.raises(EventRejected) as caught:
+        post(client, fake_pagerduty.url)
+
+    assert caught.value.errors == errors
+    assert caught.value.hint == hint
+
+
+def test_the_fakes_wrong_length_answer_gets_the_malformed_key_hint(client, fake_pagerduty):
+    short = KEY[:20]
+
+    with pytest.raises(EventRejected) as caught:
+        client.send(
+            event_body(routing_key=short), routing_key=short, url=fake_pagerduty.url, timeout=5
+        )
+
+    assert caught.value.errors == ["routing_key must be 32 characters; got 20"]
+    assert caught.value.hint == MALFORMED_KEY_HINT
+
+
+def test_the_fakes_answer_to_a_key_with_other_characters_gets_the_malformed_key_hint(
+    client, fake_pagerduty
+):
+    odd = KEY[:31] + "-"
+
+    with pytest.raises(EventRejected) as caught:
+        client.send(event_body(routing_key=odd), routing_key=odd, url=fake_pagerduty.url, timeout=5)
+
+    assert any("routing_key must contain only" in error for error in caught.value.errors)
+    assert caught.value.hint == MALFORMED_KEY_HINT
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        ({"summary": "s", "source": "detection-destinations"}, "payload.severity is required"),
+        ({"severity": "error", "source": "detection-destinations"}, "payload.summary is required"),
+        (
+            {"summary": " ", "severity": "error", "source": "detection-destinations"},
+            "payload.summary must not be blank",
+        ),
+    ],
+)
+def test_the_fakes_answer_to_a_missing_field_gets_the_event_field_hint(
+    client, fake_pagerduty, payload, error
+):
+    with pytest.raises(EventRejected) as caught:
+        post(client, fake_pagerduty.url, body=event_body(payload=payload))
+
+    assert caught.value.errors == [error]
+    assert caught.value.hint == EVENT_FIELD_HINT
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_class", "hint"),
+    [
+        # Not PagerDuty's "No integration found": a 404 from a proxy or a wrong URL says nothing
+        # about the key's integration, so it gets the status's hint.
+        (Fault.status(404, body={"message": "Not Found"}), KeyRejected, KeyRejected.hint),
+        (Fault.status(429), RateLimited, RateLimited.hint),
+        (Fault.status(500), ServerError, ServerError.hint),
+        (Fault.status(502), ServerError, ServerError.hint),
+    ],
+)
+def test_other_answers_keep_the_hint_of_their_status(
+    client, fake_pagerduty, fault, error_class, hint
+):
+    fake_pagerduty.inject(fault, times=1)
+
+    with pytest.raises(error_class) as caught:
+        post(client, fake_pagerduty.url)
+
+    assert caught.value.hint == hint
+
+
+def test_the_hint_survives_pickling():
+    error = KeyRejected("The integration for this routing key is disabled", status_code=403)
+    assert pickle.loads(pickle.dumps(error)).hint == DISABLED_KEY_HINT  # noqa: S301
 
 
 # --- rate limits and server errors -------------------------------------------------------

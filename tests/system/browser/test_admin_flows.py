@@ -135,7 +135,7 @@ def test_send_a_test_alert_see_pagerdutys_answer_then_its_refusal_with_the_hint(
     refused = page.locator(".messagelist .error")
     expect(refused).to_contain_text("Test alert to “SecOps on-call” failed: PagerDuty answered 404")
     expect(refused).to_contain_text("No integration found for this routing key")
-    expect(refused).to_contain_text("Hint: PagerDuty refused the integration key: check the")
+    expect(refused).to_contain_text("Hint: PagerDuty has no integration with this key")
     expect(page.locator(".messagelist .success")).to_have_count(0)
     assert ROUTING_KEY not in page.content()
     screenshot("06-test-alert-refused")
