@@ -283,3 +283,15 @@ def test_there_is_no_view_site_link_to_a_missing_site(admin_client):
     page = page_text(admin_client.get(reverse("admin:index")))
     assert "View site" not in page
     assert reverse("admin:destinations_health") in page  # the way to the health page stays
+
+
+def test_health_pages_last_failure_gives_pagerdutys_answer_once(admin_client, refused_delivery):
+    page = page_text(admin_client.get(reverse("admin:destinations_health")))
+
+    start = page.index(f'data-destination="{refused_delivery.destination_id}"')
+    row = page[start : page.index("</tr>", start)]
+    cell = row[row.index('class="health-failure"') :]
+    # The message and the error were each listed again beside the sentence that holds them.
+    assert re.findall(r"<li>(.*?)</li>", cell) == [
+        "PagerDuty answered 400: Event object is invalid (Invalid routing key)"
+    ]
