@@ -30,6 +30,8 @@ class DestinationsAdminSite(admin.AdminSite):
     site_header = PRODUCT_NAME
     site_title = PRODUCT_NAME
     index_title = "PagerDuty destinations, detections and deliveries"
+    # No "View site" link: there is no site besides this admin and the API (it opened a 404).
+    site_url = None
     # The index gains a "Delivery health" box (see the template for why it is set here).
     index_template = "admin/destinations/index.html"
 

@@ -53,7 +53,7 @@ class DestinationAdmin(admin.ModelAdmin):
     list_display = [
         "name",
         "enabled",
-        "region",
+        "region_display",
         "masked_key",
         "severity_display",
         "routing",
@@ -216,8 +216,18 @@ class DestinationAdmin(admin.ModelAdmin):
         readable = readable_key(token)
         return UNREADABLE_KEY if readable is None else mask_routing_key(readable)
 
+    @admin.display(description="region", ordering="region")
+    def region_display(self, obj: Destination):
+        # "US" or "EU" in the list; the host it stands for is in the title and the filter.
+        return format_html(
+            '<span title="{}">{}</span>', obj.get_region_display(), obj.region.upper()
+        )
+
     @admin.display(description="severity", ordering="severity_override")
     def severity_display(self, obj: Destination) -> str:
+        # "Automatic" alone: the list has no room for "(from detection severity)".
+        if not obj.severity_override:
+            return "Automatic"
         return obj.get_severity_override_display()
 
     @admin.display(description="key age", ordering="routing_key_rotated_at")

@@ -146,10 +146,14 @@ def format_rate(rate: float | None) -> str:
 
 
 def answer_lines(failure: Failure) -> list[str]:
-    """PagerDuty's message and errors, then our error text unless it only repeats them."""
+    """PagerDuty's answer once: our error text when it holds the message and errors, else all."""
     lines = [failure.message] if failure.message else []
     errors = failure.errors if isinstance(failure.errors, list) else [failure.errors]
     lines += [str(error) for error in errors if error]
+    # The worker's error text is built from PagerDuty's message and errors (and says why it gave
+    # up), so it alone tells the whole answer without repeating it line by line.
+    if failure.error and all(line in failure.error for line in lines):
+        return [_shorten(failure.error)]
     if failure.error and failure.error not in lines:
         lines.append(failure.error)
     return [_shorten(line) for line in lines]

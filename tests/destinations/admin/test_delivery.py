@@ -2,6 +2,7 @@
 
 import html
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -14,6 +15,7 @@ from tests.support.fake_pagerduty import Fault
 from tests.support.routing_keys import ROUTING_KEY
 
 LOG_URL = reverse("admin:destinations_delivery_changelist")
+HOUR = timedelta(hours=1)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,7 +47,9 @@ def test_log_lists_status_attempts_and_pagerdutys_answer(admin_client, failed_de
             reverse("admin:destinations_delivery_change", args=[failed_delivery.pk])
         ).content.decode()
     )
-    assert detail.count("PagerDuty answered 503") >= 2  # each attempt in the inline
+    # Once, at the top; both attempts said the same, so their rows point up to it.
+    assert detail.count("PagerDuty answered 503") == 1
+    assert re.findall(r'<td class="field-answer">\s*<p>(.*?)</p>', detail) == ["as above"] * 2
     assert '"event_action": "trigger"' in detail  # the stored event, without the key
     assert ROUTING_KEY not in detail
     assert 'name="_save"' not in detail  # read-only
@@ -54,7 +58,8 @@ def test_log_lists_status_attempts_and_pagerdutys_answer(admin_client, failed_de
 def result_rows(response) -> str:
     """The changelist's table of results, without the filter sidebar."""
     page = response.content.decode()
-    return page[page.index('id="result_list"') : page.index("</table>", page.index("result_list"))]
+    start = page.index('id="result_list"')
+    return page[start : page.index("</table>", start)]
 
 
 def test_filters_by_status_kind_and_destination(admin_client, failed_delivery):
@@ -136,3 +141,157 @@ def test_delivery_page_gives_the_size_with_separators_and_dashes_for_blanks(
     assert "PagerDuty's limit is 512,000)." in page
     lease = re.search(r'field-lease_expires_at">.*?<div class="readonly">(.*?)</div>', page, re.S)
     assert lease.group(1) == "—"  # empty, shown as a dash rather than "-"
+
+
+# The delivery's page, the log's columns and what the log does not offer
+
+
+@pytest.fixture
+def refused_delivery(fake_pagerduty):
+    """A trigger PagerDuty refused with its errors (400 is not retried)."""
+    destination = make_destination("SecOps on-call", ROUTING_KEY)
+    detection = make_detection("Suspicious Login Attempts", destination)
+    fake_pagerduty.refuse_key(ROUTING_KEY, status=400)
+    _, [delivery] = record_run(detection, "run-9")
+    drain()
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.FAILED
+    assert delivery.pagerduty_errors == ["Invalid routing key"]
+    return delivery
+
+
+def delivery_page(client, delivery) -> str:
+    return page_text(client.get(reverse("admin:destinations_delivery_change", args=[delivery.pk])))
+
+
+def labels(page: str) -> list[str]:
+    """The labels of a change page's fields, in order."""
+    return re.findall(r"<label>(.*?):</label>", page)
+
+
+def column_headers(page: str) -> list[str]:
+    """A changelist's column headers, without the select-all checkbox."""
+    thead = page[page.index('id="result_list"') :]
+    thead = thead[: thead.index("</thead>")]
+    headers = re.findall(r'<div class="text">(?:<a [^>]*>|<span>)(.*?)</(?:a|span)>', thead)
+    return [header for header in headers if "<input" not in header]
+
+
+def test_delivery_page_leads_with_what_where_and_outcome_then_attempts_then_folded_fields(
+    admin_client, refused_delivery
+):
+    page = delivery_page(admin_client, refused_delivery)
+
+    answer = "PagerDuty answered 400: Event object is invalid (Invalid routing key)"
+    # PagerDuty's message and errors are in that one sentence, shown once, not field by field.
+    assert page.count(answer) == 1
+    assert page.count("Invalid routing key") == 2  # the sentence, and the folded raw answer
+    assert labels(page)[:6] == [
+        "Destination",
+        "Detection run",
+        "Kind",
+        "Status",
+        "PagerDuty's answer",
+        "Created at",
+    ]
+    summary = page.index("field-full_answer")
+    attempts = page.index('id="attempt_log-group"')
+    folded = page.index("<details><summary>")
+    assert summary < attempts < folded
+    assert "Stored fields" in page[folded:] and '"event_action": "trigger"' in page[folded:]
+    assert ">Suspicious Login Attempts, <a " in page and "run run-9</a> (Matched)" in page
+
+
+def test_finished_deliveries_show_no_next_attempt_and_unfinished_ones_do(
+    admin_client, refused_delivery
+):
+    waiting = queue_event(refused_delivery.destination, "k-1")
+    Delivery.objects.filter(pk=waiting.pk).update(next_attempt_at=waiting.created_at + HOUR)
+
+    rows = result_rows(admin_client.get(LOG_URL)).split("<tr")
+    [failed_row] = [row for row in rows if "delivery-failed" in row]
+    [pending_row] = [row for row in rows if "delivery-pending" in row]
+    assert "next attempt" not in failed_row
+    assert re.search(r"next attempt in (59\xa0minutes|1\xa0hour)</span>", pending_row)
+
+    failed_page = delivery_page(admin_client, refused_delivery)
+    assert "Next attempt at" not in failed_page and "Lease expires at" not in failed_page
+    assert "next attempt" not in failed_page
+    assert "Finished at" in labels(failed_page)
+    pending_page = delivery_page(admin_client, waiting)
+    assert "Next attempt at" in labels(pending_page)
+    assert "Finished at" not in labels(pending_page)
+
+
+def test_the_log_offers_no_delete(admin_client, refused_delivery):
+    listing = page_text(admin_client.get(LOG_URL))
+    assert 'value="delete_selected"' not in listing
+    assert 'value="retry_now_action"' in listing
+
+    delete_url = reverse("admin:destinations_delivery_delete", args=[refused_delivery.pk])
+    assert admin_client.get(delete_url).status_code == 403
+    assert admin_client.post(delete_url, {"post": "yes"}).status_code == 403
+    assert "deletelink" not in delivery_page(admin_client, refused_delivery)
+    admin_client.post(
+        LOG_URL,
+        {"action": "delete_selected", "_selected_action": [refused_delivery.pk], "post": "yes"},
+    )
+    assert Delivery.objects.filter(pk=refused_delivery.pk).exists()
+
+
+def test_log_and_delivery_page_labels_read_as_words(admin_client, refused_delivery):
+    assert column_headers(page_text(admin_client.get(LOG_URL))) == [
+        "Created at",
+        "Kind",
+        "Destination",
+        "Detection",
+        "Status",
+        "Total attempts",
+        "PagerDuty's answer",
+    ]
+    page = delivery_page(admin_client, refused_delivery)
+    assert labels(page) == [
+        "Destination",
+        "Detection run",
+        "Kind",
+        "Status",
+        "PagerDuty's answer",
+        "Created at",
+        "Finished at",
+        "Dedup key",
+        "Dedup key PagerDuty returned",
+        "Attempts",
+        "Total attempts",
+        "Queued at",
+        "Delivered at",
+        "Event",
+    ]
+    attempts = page[page.index('id="attempt_log-group"') :]
+    headers = re.findall(r'<th class="column-\w+">(.*?)\s*</th>', attempts)
+    assert headers == [
+        "Number",
+        "Started at",
+        "Took",
+        "Status code",
+        "Result",
+        "Answer",
+        "Raw answer",
+    ]
+
+
+def test_there_is_no_view_site_link_to_a_missing_site(admin_client):
+    page = page_text(admin_client.get(reverse("admin:index")))
+    assert "View site" not in page
+    assert reverse("admin:destinations_health") in page  # the way to the health page stays
+
+
+def test_health_pages_last_failure_gives_pagerdutys_answer_once(admin_client, refused_delivery):
+    page = page_text(admin_client.get(reverse("admin:destinations_health")))
+
+    start = page.index(f'data-destination="{refused_delivery.destination_id}"')
+    row = page[start : page.index("</tr>", start)]
+    cell = row[row.index('class="health-failure"') :]
+    # The message and the error were each listed again beside the sentence that holds them.
+    assert re.findall(r"<li>(.*?)</li>", cell) == [
+        "PagerDuty answered 400: Event object is invalid (Invalid routing key)"
+    ]

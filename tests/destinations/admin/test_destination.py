@@ -181,6 +181,37 @@ def test_list_flags_keys_older_than_90_days_and_filters_them(admin_client, desti
     assert ">Fresh<" not in stale_only
 
 
+def test_list_columns_are_words_with_values_short_enough_to_fit(admin_client, destination):
+    make_destination("Platform on-call", OTHER_ROUTING_KEY, region="eu", severity_override="error")
+    page = page_text(admin_client.get(LIST_URL))
+
+    table = page[page.index('id="result_list"') :]
+    thead = table[: table.index("</thead>")]
+    headers = re.findall(r'<div class="text">(?:<a [^>]*>|<span>)([^<]*)</', thead)
+    assert headers == [
+        "Name",
+        "Enabled",
+        "Region",
+        "Integration key",
+        "Severity",
+        "Routing",
+        "Last delivery",
+        "Key age",
+        "Falls back to",
+    ]
+    # The region's host is in the cell's title, and "(from detection severity)" in the filter:
+    # the list keeps the words that tell the rows apart, so "Key age" fits at 1366 px.
+    rows = re.findall(
+        r'<td class="field-region_display">(.*?)</td><td class="field-masked_key">'
+        r'.*?<td class="field-severity_display">(.*?)</td>',
+        table,
+    )
+    assert rows == [
+        ('<span title="EU (events.eu.pagerduty.com)">EU</span>', "Error"),
+        ('<span title="US (events.pagerduty.com)">US</span>', "Automatic"),
+    ]
+
+
 def test_search_finds_by_name(admin_client, destination):
     other = Destination(name="Platform on-call")
     other.set_routing_key(OTHER_ROUTING_KEY)
@@ -401,7 +432,7 @@ def test_add_page_test_of_a_refused_key_shows_pagerdutys_answer(admin_client, fa
 
     assert answer["level"] == "error"
     assert "Test alert to “Payments on-call” failed: PagerDuty answered 404" in answer["message"]
-    assert "Hint: PagerDuty refused the integration key" in answer["message"]
+    assert "Hint: PagerDuty has no integration with this key" in answer["message"]
     assert answer["message"].endswith("Not logged: the destination is not saved yet.")
     assert len(fake_pagerduty.received) == 1
     assert not Destination.objects.exists()
