@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_http_methods
 
 from destinations.admin.delivery import status_badge
-from destinations.configuration import managed_notice
+from destinations.admin.managed import ManagedRecordAdmin
 from destinations.delivery.routing import routes
 
 from .forms import DetectionForm
@@ -100,7 +100,7 @@ def run_now(modeladmin, request, queryset):
 
 
 @admin.register(Detection)
-class DetectionAdmin(admin.ModelAdmin):
+class DetectionAdmin(ManagedRecordAdmin, admin.ModelAdmin):
     form = DetectionForm
     empty_value_display = "—"
     list_display = [
@@ -135,23 +135,6 @@ class DetectionAdmin(admin.ModelAdmin):
             for name, options in fieldsets
             if name != "Recent runs"
         ]
-
-    def has_change_permission(self, request, obj=None):
-        # A record that a configuration file manages is changed there (and applied), not here.
-        if obj is not None and obj.managed_by:
-            return False
-        return super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request, obj=None):
-        if obj is not None and obj.managed_by:
-            return False
-        return super().has_delete_permission(request, obj)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        detection = self.get_object(request, object_id)
-        notice = managed_notice(detection.managed_by) if detection and detection.managed_by else ""
-        extra_context = {**(extra_context or {}), "managed_notice": notice}
-        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_queryset(self, request):
         last_run = DetectionRun.objects.filter(detection=OuterRef("pk")).order_by("-ran_at", "-id")

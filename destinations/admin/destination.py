@@ -15,7 +15,6 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from ..configuration import managed_notice
 from ..forms import DestinationForm
 from ..keys.routing import UNREADABLE_KEY, mask_routing_key, readable_key
 from ..models import Delivery, Destination
@@ -28,6 +27,7 @@ from .actions import (
 )
 from .actions import send_test_alert as send_test_alert_action
 from .delivery import status_badge
+from .managed import ManagedRecordAdmin
 
 
 class KeyAgeFilter(admin.SimpleListFilter):
@@ -48,7 +48,7 @@ class KeyAgeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Destination)
-class DestinationAdmin(admin.ModelAdmin):
+class DestinationAdmin(ManagedRecordAdmin, admin.ModelAdmin):
     form = DestinationForm
     list_display = [
         "name",
@@ -149,31 +149,9 @@ class DestinationAdmin(admin.ModelAdmin):
             ]
         return fieldsets
 
-    def has_change_permission(self, request, obj=None):
-        # A record that a configuration file manages is changed there (and applied), not here.
-        if obj is not None and obj.managed_by:
-            return False
-        return super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request, obj=None):
-        if obj is not None and obj.managed_by:
-            return False
-        return super().has_delete_permission(request, obj)
-
     def has_test_alert_permission(self, request) -> bool:
         """Test alerts need the change permission, and work on managed records too."""
         return super().has_change_permission(request)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        destination = self.get_object(request, object_id)
-        extra_context = {
-            **(extra_context or {}),
-            "can_send_test_alert": self.has_test_alert_permission(request),
-            "managed_notice": managed_notice(destination.managed_by)
-            if destination is not None and destination.managed_by
-            else "",
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="sample event")
     def event_preview(self, obj: Destination):
