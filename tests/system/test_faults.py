@@ -332,7 +332,7 @@ def test_an_outage_longer_than_the_age_limit_fails_visibly_and_retry_now_deliver
     health = admin_client.get("/healthz").json()
     assert (health["pending"], health["failed_last_24h"]) == (0, 6)
     page = html.unescape(admin_client.get("/admin/destinations/health/").content.decode())
-    assert '<li id="health-failed-recently"><strong>6</strong> failed' in page
+    assert '<li id="health-failed-recently"><strong>6</strong> pages failed' in page
     assert "DELIVERY_MAX_AGE_SECONDS" in page  # the last failure's reason, per destination
 
     fake_pagerduty.clear_faults()  # PagerDuty is back
