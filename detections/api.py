@@ -1,13 +1,26 @@
-"""The HTTP door for detection-run outcomes: authenticate, bound the body, call the service."""
+"""The HTTP door for detection-run outcomes: authenticate, bound the body, call the service.
 
+The API is described by its OpenAPI 3 document (/api/v1/openapi.json) and docs (/api/v1/docs),
+built from the same schema that validates the body (intake.RunBody).
+"""
+
+import functools
 import logging
+import uuid
+from typing import Literal
 
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, JsonResponse, UnreadablePostError
+from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from django.views.decorators.csrf import csrf_exempt
+from ninja import NinjaAPI, Schema
+from ninja.openapi.schema import REF_TEMPLATE
+from ninja.security.http import HttpAuthBase
+from pydantic import Field
 
-from .intake import MAX_BODY_BYTES, InvalidRunBody, parse_body
-from .models import TokenScope
+from destinations.models import DeliveryStatus
+
+from .intake import MAX_BODY_BYTES, InvalidRunBody, RunBody, parse_body
+from .models import Outcome, TokenScope
 from .services import DetectionNotFound, record_detection_run
 from .tokens import authenticate_token
 
@@ -24,17 +37,98 @@ UNREACHABLE_ERRORS = (OperationalError, InterfaceError)
 _READ_SIZE = 64 * 1024
 
 
-@csrf_exempt  # called by machines with a bearer token, never by a browser session
-def detection_runs(request: HttpRequest) -> JsonResponse:
-    """POST /api/v1/detection-runs: record one run outcome and queue its pages."""
-    if request.method != "POST":
-        response = error_response(405, method=f"{request.method} is not allowed; use POST.")
-        response["Allow"] = "POST"
-        return response
-    try:
-        return _record(request)
-    except UNREACHABLE_ERRORS as error:
-        return database_unreachable(error)
+# The answers, as the OpenAPI document describes them.
+
+
+class DeliveryAnswer(Schema):
+    id: int
+    destination: str = Field(description="The destination's name.")
+    status: Literal[*DeliveryStatus.values]
+
+
+class RunAnswer(Schema):
+    """The recorded run and the pages it queued."""
+
+    run_id: str
+    detection_id: uuid.UUID
+    detection_name: str
+    outcome: Literal[*Outcome.values]
+    deliveries: list[DeliveryAnswer] = Field(
+        description="One per enabled destination for a MATCHED or ERROR run, else none."
+    )
+    warning: str | None = Field(
+        None,
+        description="On a repeat (200) whose values differ from the stored run's: which ones.",
+    )
+
+
+class Refusal(Schema):
+    """Each refused field (or "body", "detection", "authorization", …) and its messages."""
+
+    errors: dict[str, list[str]] = Field(
+        examples=[{"match_count": ["It must be 0 or more; got -1."]}]
+    )
+
+
+# The run body's name among the document's schemas.
+RUN_BODY_SCHEMA = RunBody.model_config["title"]
+
+
+class DetectionRunsAPI(NinjaAPI):
+    """The API, whose document also holds the run body's schema.
+
+    The body is read and validated by hand (strict JSON, 413 past 1 MB, chunked bodies, the
+    token checked before any of it is read), so it is not a ninja body parameter: its schema is
+    added to the document here, and the operation refers to it.
+    """
+
+    def get_openapi_schema(self, **kwargs):
+        schema = super().get_openapi_schema(**kwargs)
+        body = RunBody.model_json_schema(ref_template=REF_TEMPLATE)
+        schema.add_schema_definitions({**body.pop("$defs", {}), RUN_BODY_SCHEMA: body})
+        return schema
+
+
+api = DetectionRunsAPI(
+    title="Detection Destinations API",
+    version="1",
+    description=(
+        "Detection engines report each run's outcome here; a MATCHED or ERROR run pages the "
+        "detection's PagerDuty destinations. Send `Authorization: Bearer <token>` (tokens come "
+        "from `manage.py create_api_token NAME`). A refused request stores nothing."
+    ),
+    urls_namespace="api-v1",
+)
+
+
+class CredentialsRefused(Exception):
+    """The request's credentials were refused; `response` is the answer to send."""
+
+    def __init__(self, response: JsonResponse):
+        self.response = response
+        super().__init__(f"credentials refused ({response.status_code})")
+
+
+class BearerToken(HttpAuthBase):
+    """A runs token from create_api_token, checked (by refused_authorization) before the body."""
+
+    openapi_scheme = "bearer"
+    openapi_description = "A token from manage.py create_api_token NAME, shown once."
+
+    def __call__(self, request: HttpRequest) -> bool:
+        refusal = refused_authorization(request, scope=TokenScope.RUNS)
+        if refusal is not None:
+            raise CredentialsRefused(refusal)
+        return True
+
+
+@api.exception_handler(CredentialsRefused)
+def _credentials_refused(request: HttpRequest, error: CredentialsRefused) -> HttpResponse:
+    return error.response
+
+
+def _database_unreachable(request: HttpRequest, error: Exception) -> HttpResponse:
+    return database_unreachable(error)
 
 
 def database_unreachable(error: Exception) -> JsonResponse:
@@ -46,12 +140,80 @@ def database_unreachable(error: Exception) -> JsonResponse:
     return response
 
 
-def _record(request: HttpRequest) -> JsonResponse:
-    """Authenticate, read and record; database errors are left to the caller."""
-    # The token is checked before the body is read, so strangers cannot make us read a megabyte.
-    challenge = refused_authorization(request, scope=TokenScope.RUNS)
-    if challenge is not None:
-        return challenge
+def _not_ours_to_answer(request: HttpRequest, error: Exception) -> HttpResponse:
+    # Anything else is a bug: Django answers its 500 (and logs it), as for any other view.
+    raise error
+
+
+for _kind in UNREACHABLE_ERRORS:
+    api.add_exception_handler(_kind, _database_unreachable)
+api.add_exception_handler(Exception, _not_ours_to_answer)
+
+
+def _answer(description: str, **headers: str) -> dict:
+    answer: dict = {"description": description}
+    if headers:
+        answer["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}}
+            for name, text in headers.items()
+        }
+    return answer
+
+
+@api.post(
+    "/detection-runs",
+    auth=BearerToken(),
+    url_name="detection-runs",
+    operation_id="record_detection_run",
+    summary="Record a detection run",
+    description=(
+        "Records one run's outcome and queues its pages in one transaction. The outcome is "
+        "computed: errors present → ERROR; else the detection's condition holds → MATCHED; else "
+        "NOT_MATCHED. A trailing slash is accepted too; other methods get 405."
+    ),
+    response={
+        201: RunAnswer,
+        200: RunAnswer,
+        400: Refusal,
+        401: Refusal,
+        403: Refusal,
+        404: Refusal,
+        411: Refusal,
+        413: Refusal,
+        503: Refusal,
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": REF_TEMPLATE.format(model=RUN_BODY_SCHEMA)}}
+            },
+        },
+        "responses": {
+            201: _answer("Recorded; its pages are queued."),
+            200: _answer("This run_id was recorded before: the stored run; nothing new."),
+            400: _answer(
+                "Refused, nothing stored: the JSON itself (under body: not UTF-8, not an "
+                "object, NaN or Infinity, a repeated key, an integer over 100 digits) or each "
+                "refused field by name; unknown fields are named, with the known one they resemble."
+            ),
+            401: _answer(
+                "No known bearer token (checked before the body is read).",
+                **{"WWW-Authenticate": 'Bearer realm="api", with the error when one was sent.'},
+            ),
+            403: _answer("The token may not record runs."),
+            404: _answer("No such detection (checked once the body is valid)."),
+            411: _answer("A chunked body this server cannot tell the end of; send Content-Length."),
+            413: _answer(f"The body is over {MAX_BODY_BYTES} bytes."),
+            503: _answer(
+                "The database is unreachable; nothing was stored. Post the same body again.",
+                **{"Retry-After": "Seconds to wait before posting again."},
+            ),
+        },
+    },
+)
+def record_run(request: HttpRequest) -> JsonResponse:
+    """Read and record; authentication is done, database errors go to the handlers above."""
     raw = read_body(request)
     if isinstance(raw, JsonResponse):
         return raw
@@ -63,6 +225,23 @@ def _record(request: HttpRequest) -> JsonResponse:
     except DetectionNotFound as error:
         return JsonResponse({"errors": error.errors}, status=404)
     return JsonResponse(recorded.as_response(), status=201 if recorded.created else 200)
+
+
+@csrf_exempt  # called by machines with a bearer token, never by a browser session
+def detection_runs(request: HttpRequest) -> HttpResponse:
+    """POST /api/v1/detection-runs (with or without the trailing slash): the operation above."""
+    if request.method != "POST":
+        response = error_response(405, method=f"{request.method} is not allowed; use POST.")
+        response["Allow"] = "POST"
+        return response
+    return _operation_view()(request)
+
+
+@functools.cache
+def _operation_view():
+    """The API's own view of the operation: authentication, handlers, then record_run."""
+    patterns, _, _ = api.urls
+    return next(p.callback for p in patterns if getattr(p, "name", "") == "detection-runs")
 
 
 def read_body(request: HttpRequest, *, limit: int = MAX_BODY_BYTES) -> bytes | JsonResponse:

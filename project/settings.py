@@ -32,6 +32,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    # The API's docs page and its Swagger UI files, served from /static/ like the admin's.
+    "ninja",
     "destinations",
     "detections",
 ]

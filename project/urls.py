@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.http import HttpResponse
 from django.urls import include, path
 
+from detections.api import api as detections_api
 from project import healthz
 
 
@@ -12,7 +13,10 @@ def no_favicon(request):
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Plain views first (detection-runs with its 405 and trailing slash, and any other view under
+    # /api/v1/), then the API's own: openapi.json and docs; a path neither knows is a 404.
     path("api/v1/", include("detections.urls")),
+    path("api/v1/", detections_api.urls),
     path("healthz", healthz.healthz, name="healthz"),
     path("favicon.ico", no_favicon),
 ]
