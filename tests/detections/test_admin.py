@@ -99,7 +99,7 @@ def test_run_now_action_asks_first_naming_each_destination_and_its_region(
     assert "Retired rota: not paged (disabled)" in page
     assert MERGE_NOTE in page
     assert dedup_key_for("Impossible Travel") in page
-    assert "Nothing resolves it automatically" in page
+    assert "Only a destination set to resolve automatically resolves it" in page
     assert 'value="Yes, page them"' in html
     assert "instead (PAGERDUTY_EVENTS_URL)" not in page
     # Asking records nothing and pages nobody.
