@@ -115,6 +115,8 @@ def _check_storable(details: dict) -> None:
         )
 
 
+# Not the intake's _json_type: an admin reads JSON's own words here ("an array", "true/false"),
+# an engine's developer reads Python-neutral ones there ("a list", "a boolean"); tests pin both.
 def _json_kind(value) -> str:
     if isinstance(value, list):
         return "an array"

@@ -434,6 +434,7 @@ def _unknown_field_message(name: str) -> str:
     return f"Unknown field.{hint} Known fields: {', '.join(KNOWN_FIELDS)}."
 
 
+# Like destinations.forms._json_kind, in the words an API message uses (see the note there).
 def _json_type(value: object) -> str:
     if value is None:
         return "null"

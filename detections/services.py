@@ -21,7 +21,9 @@ from .outcomes import evaluate_outcome, matching_count
 
 logger = logging.getLogger("detections.intake")
 
-# The stored run's fields that a repeated post is compared on, to warn when they differ.
+# The stored run's fields that a repeated post is compared on, to warn when they differ. The run's
+# admin page lists most of the same fields for its own purpose (what a reader sees), so the two
+# lists are kept apart on purpose.
 _COMPARED_FIELDS = (
     "run_type",
     "match_count",

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ..models import Delivery, DeliveryAttempt, DeliveryStatus, Destination
-from ..pagerduty.client import PagerDutyClient, events_url, get_client, scrub_secrets
+from ..pagerduty.client import Accepted, PagerDutyClient, events_url, get_client, scrub_secrets
 from ..pagerduty.errors import PagerDutyError, UnexpectedFailure
 from ..pagerduty.events import (
     serialize_event,
@@ -85,6 +85,24 @@ class AttemptResult:
     def hint(self) -> str:
         return self.error.hint if self.error is not None else ""
 
+    @classmethod
+    def of_answer(
+        cls, answer: Accepted | PagerDutyError, *, started_at: datetime
+    ) -> "AttemptResult":
+        """The result of an attempt PagerDuty answered: its acceptance, or why it refused."""
+        refused = isinstance(answer, PagerDutyError)
+        return cls(
+            started_at=started_at,
+            accepted=not refused,
+            status_code=answer.status_code,
+            duration_ms=answer.duration_ms,
+            message=answer.message,
+            errors=list(answer.errors) if refused else [],
+            dedup_key="" if refused else answer.dedup_key,
+            response_excerpt=answer.response_excerpt,
+            error=answer if refused else None,
+        )
+
 
 def unreadable_key_result() -> AttemptResult:
     """The attempt that could not be made because the routing key cannot be decrypted."""
@@ -136,25 +154,8 @@ def _post_event(
             timeout=destination.timeout_seconds,
         )
     except PagerDutyError as error:
-        return AttemptResult(
-            started_at=started_at,
-            accepted=False,
-            status_code=error.status_code,
-            duration_ms=error.duration_ms,
-            message=error.message,
-            errors=list(error.errors),
-            response_excerpt=error.response_excerpt,
-            error=error,
-        )
-    return AttemptResult(
-        started_at=started_at,
-        accepted=True,
-        status_code=accepted.status_code,
-        duration_ms=accepted.duration_ms,
-        message=accepted.message,
-        dedup_key=accepted.dedup_key,
-        response_excerpt=accepted.response_excerpt,
-    )
+        return AttemptResult.of_answer(error, started_at=started_at)
+    return AttemptResult.of_answer(accepted, started_at=started_at)
 
 
 def unexpected_failure_result(
