@@ -12,8 +12,11 @@ from django.utils import timezone
 from .keys.encryption import key_problems
 from .keys.routing import readable_key
 
+# Its own tag, so a command can ask for it alone (the worker does, see deliver_alerts).
+ENCRYPTION_TAG = "encryption"
 
-@register()
+
+@register(ENCRYPTION_TAG)
 def check_encryption_keys(app_configs=None, **kwargs):
     return [
         Error(problem, id="destinations.E001")

@@ -1,7 +1,9 @@
 import signal
 
+from django.core.checks import Tags
 from django.core.management.base import CommandError
 
+from destinations.checks import ENCRYPTION_TAG
 from destinations.delivery.worker import Worker
 from project.commands import ServiceCommand
 
@@ -14,6 +16,10 @@ class Command(ServiceCommand):
         "with backoff. Runs until SIGTERM/SIGINT (finishing what is in flight), or with --once "
         "until nothing is due."
     )
+    # The checks a worker needs before it sends: the models and the encryption keys. Not the URL
+    # checks: they import the whole API (its schema library), which added 0.3 s to every start
+    # (bench: throughput.startup_s 0.57 s → 0.87 s), and a worker serves no URL.
+    requires_system_checks = [Tags.models, ENCRYPTION_TAG]
 
     def add_arguments(self, parser):
         parser.add_argument(
