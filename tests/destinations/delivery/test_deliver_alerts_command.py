@@ -50,3 +50,12 @@ def test_sigterm_finishes_the_delivery_in_flight_then_exits(fake_pagerduty):
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.DELIVERED
     assert Delivery.objects.filter(status=DeliveryStatus.SENDING).count() == 0
+
+
+def test_the_worker_checks_the_encryption_keys_before_it_starts(db, settings):
+    # The worker runs only the checks it needs (models, encryption keys), not the URL config's.
+    from django.core.management.base import SystemCheckError
+
+    settings.FIELD_ENCRYPTION_KEYS = ["not-a-fernet-key"]
+    with pytest.raises(SystemCheckError, match=r"destinations\.E001"):
+        call_command("deliver_alerts", "--once", skip_checks=False)
