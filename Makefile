@@ -51,9 +51,10 @@ run: python-check $(VENV)/.run-deps
 test: python-check $(VENV)/.test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## make test-fast: the suite but its slow and browser tests, for a quick run (PYTEST_ARGS as above)
+## make test-fast: the suite but its slow and browser tests, on every core, for a quick run
+## (PYTEST_ARGS as above)
 test-fast: python-check $(VENV)/.test-deps
-	$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto -m "not slow and not browser" $(PYTEST_ARGS)
 
 lint: python-check $(VENV)/.test-deps
 	$(VENV)/bin/ruff check .

@@ -134,6 +134,7 @@ def every_admin_url(surfaces_objects: dict) -> list[str]:
     return urls
 
 
+@pytest.mark.slow  # crawls every admin page
 def test_no_page_answer_row_dump_or_command_output_holds_a_key(
     admin_client, destination, fake_pagerduty, monkeypatch
 ):

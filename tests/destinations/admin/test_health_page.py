@@ -498,6 +498,7 @@ def build_deliveries(destinations: int, per_destination: int) -> None:
     Delivery.objects.bulk_create(rows, batch_size=2000)
 
 
+@pytest.mark.slow  # seeds thousands of deliveries
 def test_the_number_of_queries_does_not_grow_with_destinations(admin_client):
     build_deliveries(5, 200)
     admin_client.get(URL)  # the session and permission caches settle

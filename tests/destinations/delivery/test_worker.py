@@ -280,6 +280,7 @@ def test_an_expired_lease_is_taken_up_again(paging, fake_pagerduty):
     assert len(fake_pagerduty.events) == 1
 
 
+@pytest.mark.slow  # several worker threads draining a queue
 def test_several_workers_send_each_delivery_once(fake_pagerduty):
     destinations = [make_destination(f"D{n}", f"{n:02d}" + ROUTING_KEY[2:]) for n in range(10)]
     for n in range(200):

@@ -379,6 +379,7 @@ def test_check_counts_and_changes_nothing(under_old_master):
     assert "Every encrypted value is under the first key." in out
 
 
+@pytest.mark.slow  # ten thousand rows
 def test_ten_thousand_values_rotate_quickly(db, settings):
     settings.FIELD_ENCRYPTION_KEYS = [OLD_MASTER]
     make_destinations(10_000)

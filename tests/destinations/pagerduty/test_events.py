@@ -710,6 +710,7 @@ def _expected_details(run: RunFacts, options: DestinationOptions) -> dict:
     return details
 
 
+@pytest.mark.slow  # hundreds of generated runs
 @_PROPERTY_SETTINGS
 @given(run=_RUNS, options=_OPTIONS)
 def test_any_run_gives_a_valid_event_within_limits(run, options):
@@ -746,6 +747,7 @@ def test_any_run_gives_a_valid_event_within_limits(run, options):
         assert details == expected
 
 
+@pytest.mark.slow  # hundreds of generated test events
 @_PROPERTY_SETTINGS
 @given(
     destination_name=_NAMES,
