@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from destinations.forms import DestinationForm
 from destinations.models import Destination, Region, SeverityOverride
-from tests.support.admin_pages import change_url, page_text
+from tests.support.admin_pages import change_url, destination_form_data, field_errors, page_text
 from tests.support.factories import make_destination
 from tests.support.rendered_forms import rendered_form_data
 from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
@@ -16,36 +16,12 @@ pytestmark = pytest.mark.django_db
 ADD_URL = reverse("admin:destinations_destination_add")
 
 
-def form_data(**overrides) -> dict:
-    data = {
-        "name": "SecOps on-call",
-        "enabled": "on",
-        "region": "us",
-        "routing_key": ROUTING_KEY,
-        "severity_override": "",
-        "component": "",
-        "group": "",
-        "event_class": "",
-        "custom_details": "",
-        "timeout_seconds": "30",
-        "fallback": "",
-        "summary_template": "",
-    }
-    data.update(overrides)
-    return data
-
-
-def field_errors(response, field: str) -> list[str]:
-    assert response.status_code == 200, "the form was accepted"
-    return list(response.context["adminform"].form.errors.get(field, []))
-
-
 # Summary template
 
 
 def test_a_template_with_the_allowed_placeholders_is_saved(admin_client):
     template = "[{severity}] {outcome} {detection_name} - {replay_link} {{ok}}"
-    response = admin_client.post(ADD_URL, form_data(summary_template=template))
+    response = admin_client.post(ADD_URL, destination_form_data(summary_template=template))
 
     assert response.status_code == 302
     assert Destination.objects.get().summary_template == template
@@ -68,7 +44,7 @@ def test_a_template_with_the_allowed_placeholders_is_saved(admin_client):
     ],
 )
 def test_a_template_that_would_not_just_insert_values_is_refused(admin_client, template, message):
-    response = admin_client.post(ADD_URL, form_data(summary_template=template))
+    response = admin_client.post(ADD_URL, destination_form_data(summary_template=template))
 
     [error] = field_errors(response, "summary_template")
     assert message in error
@@ -77,7 +53,8 @@ def test_a_template_that_would_not_just_insert_values_is_refused(admin_client, t
 
 def test_a_refused_template_on_an_existing_destination_changes_nothing(admin_client, destination):
     response = admin_client.post(
-        change_url(destination), form_data(routing_key="", summary_template="{nope}", group="x")
+        change_url(destination),
+        destination_form_data(routing_key="", summary_template="{nope}", group="x"),
     )
 
     assert "Unknown placeholder {nope}" in field_errors(response, "summary_template")[0]
@@ -97,7 +74,7 @@ def test_a_fallback_is_saved_and_the_list_of_choices_leaves_out_the_destination_
     assert f'<option value="{destination.pk}"' not in page
 
     response = admin_client.post(
-        change_url(destination), form_data(routing_key="", fallback=str(other.pk))
+        change_url(destination), destination_form_data(routing_key="", fallback=str(other.pk))
     )
 
     assert response.status_code == 302
@@ -107,7 +84,7 @@ def test_a_fallback_is_saved_and_the_list_of_choices_leaves_out_the_destination_
 
 def test_a_destination_cannot_fall_back_to_itself(admin_client, destination):
     response = admin_client.post(
-        change_url(destination), form_data(routing_key="", fallback=str(destination.pk))
+        change_url(destination), destination_form_data(routing_key="", fallback=str(destination.pk))
     )
 
     assert field_errors(response, "fallback")
@@ -120,7 +97,7 @@ def test_a_fallback_that_would_close_a_loop_is_refused(admin_client, destination
     backstop = make_destination("Backstop", "C" * 32, fallback=platform)
 
     response = admin_client.post(
-        change_url(destination), form_data(routing_key="", fallback=str(backstop.pk))
+        change_url(destination), destination_form_data(routing_key="", fallback=str(backstop.pk))
     )
 
     assert field_errors(response, "fallback") == [
@@ -136,7 +113,7 @@ def test_a_chain_without_a_loop_is_allowed(admin_client, destination):
     platform = make_destination("Platform on-call", OTHER_ROUTING_KEY, fallback=backstop)
 
     response = admin_client.post(
-        change_url(destination), form_data(routing_key="", fallback=str(platform.pk))
+        change_url(destination), destination_form_data(routing_key="", fallback=str(platform.pk))
     )
 
     assert response.status_code == 302

@@ -252,19 +252,8 @@ def test_the_banner_names_the_override_and_what_belongs_in_the_env_file(
 
 @pytest.mark.slow
 def test_make_run_says_where_it_serves_links_events_there_and_stops_cleanly(tmp_path):
-    port = free_port()
-    env_file = tmp_path / ".env"
     # WEB_BIND only in the file: it must reach the web server and the worker's events alike.
-    env_file.write_text(
-        f"WEB_BIND=127.0.0.1:{port}\nSECURE_SSL_REDIRECT=False\nSESSION_COOKIE_SECURE=False\n"
-    )
-    shared = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in {"SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "DJANGO_SETTINGS_MODULE"}
-        and name not in {"DATABASE_URL", *UNSET}
-    }
-    shared.update(ENV_FILE=str(env_file), DATA_DIR=str(tmp_path / "data"), WEB_WORKERS="1")
+    port, shared = make_run_site(tmp_path)
     with FakePagerDuty() as fake:
         process = subprocess.Popen(
             ["make", "run"],
@@ -332,6 +321,23 @@ RUN_BODY = {
 }
 
 
+def make_run_site(tmp_path) -> tuple[int, dict[str, str]]:
+    """A free port in a fresh .env (WEB_BIND and plain HTTP), and the environment of a new user."""
+    port = free_port()
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        f"WEB_BIND=127.0.0.1:{port}\nSECURE_SSL_REDIRECT=False\nSESSION_COOKIE_SECURE=False\n"
+    )
+    shared = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "DJANGO_SETTINGS_MODULE"}
+        and name not in {"DATABASE_URL", *UNSET}
+    }
+    shared.update(ENV_FILE=str(env_file), DATA_DIR=str(tmp_path / "data"), WEB_WORKERS="1")
+    return port, shared
+
+
 def wait_until_served(process: subprocess.Popen, url: str) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -346,18 +352,7 @@ def wait_until_served(process: subprocess.Popen, url: str) -> None:
 @pytest.mark.slow
 def test_make_run_names_a_destination_without_a_key_and_serves_the_others(tmp_path):
     # One destination's unusable key is reported, but must not stop every other destination's pages.
-    port = free_port()
-    env_file = tmp_path / ".env"
-    env_file.write_text(
-        f"WEB_BIND=127.0.0.1:{port}\nSECURE_SSL_REDIRECT=False\nSESSION_COOKIE_SECURE=False\n"
-    )
-    shared = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in {"SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "DJANGO_SETTINGS_MODULE"}
-        and name not in {"DATABASE_URL", *UNSET}
-    }
-    shared.update(ENV_FILE=str(env_file), DATA_DIR=str(tmp_path / "data"), WEB_WORKERS="1")
+    port, shared = make_run_site(tmp_path)
     for args in (
         [sys.executable, "-m", "project.envfile"],
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],

@@ -13,7 +13,13 @@ from django.utils.html import escape
 from destinations.models import Delivery, Destination
 from destinations.pagerduty.events import dedup_key_for
 from destinations.services import SAMPLE_DETECTION_NAME, SAMPLE_REPLAY_LINK, preview_event
-from tests.support.admin_pages import change_url, page_text, shown_messages
+from tests.support.admin_pages import (
+    change_url,
+    destination_form_data,
+    field_errors,
+    page_text,
+    shown_messages,
+)
 from tests.support.factories import make_destination
 from tests.support.rendered_forms import rendered_form_data
 from tests.support.routing_keys import MASKED_KEY, OTHER_ROUTING_KEY, ROUTING_KEY
@@ -22,29 +28,8 @@ ADD_URL = reverse("admin:destinations_destination_add")
 LIST_URL = reverse("admin:destinations_destination_changelist")
 
 
-def form_data(**overrides) -> dict:
-    data = {
-        "name": "SecOps on-call",
-        "enabled": "on",
-        "region": "us",
-        "routing_key": ROUTING_KEY,
-        "severity_override": "",
-        "component": "",
-        "group": "",
-        "event_class": "",
-        "custom_details": "",
-        "timeout_seconds": "30",
-    }
-    data.update(overrides)
-    return data
-
-
-def field_errors(response, field: str) -> list[str]:
-    return list(response.context["adminform"].form.errors.get(field, []))
-
-
 def test_create_stores_the_key_encrypted_and_shows_it_masked(admin_client):
-    response = admin_client.post(ADD_URL, form_data(routing_key=f"  {ROUTING_KEY}\n"))
+    response = admin_client.post(ADD_URL, destination_form_data(routing_key=f"  {ROUTING_KEY}\n"))
     assert response.status_code == 302, response.context and response.context["errors"]
     dest = Destination.objects.get(name="SecOps on-call")
     assert dest.routing_key == ROUTING_KEY  # whitespace stripped
@@ -73,7 +58,7 @@ def test_create_stores_the_key_encrypted_and_shows_it_masked(admin_client):
     ],
 )
 def test_malformed_keys_are_refused_with_a_reason(admin_client, key, message):
-    response = admin_client.post(ADD_URL, form_data(routing_key=key))
+    response = admin_client.post(ADD_URL, destination_form_data(routing_key=key))
     assert response.status_code == 200
     errors = field_errors(response, "routing_key")
     assert any(message in error for error in errors), errors
@@ -102,7 +87,7 @@ def test_malformed_keys_are_refused_with_a_reason(admin_client, key, message):
     ],
 )
 def test_bad_custom_details_are_refused_precisely(admin_client, details, message):
-    response = admin_client.post(ADD_URL, form_data(custom_details=details))
+    response = admin_client.post(ADD_URL, destination_form_data(custom_details=details))
     assert response.status_code == 200
     errors = field_errors(response, "custom_details")
     assert any(message in error for error in errors), errors
@@ -113,7 +98,8 @@ def test_bad_custom_details_are_refused_precisely(admin_client, details, message
 
 def test_custom_details_object_is_saved(admin_client):
     response = admin_client.post(
-        ADD_URL, form_data(custom_details='{"team": "secops", "runbook": "https://wiki/x"}')
+        ADD_URL,
+        destination_form_data(custom_details='{"team": "secops", "runbook": "https://wiki/x"}'),
     )
     assert response.status_code == 302
     assert Destination.objects.get().custom_details == {
@@ -124,7 +110,7 @@ def test_custom_details_object_is_saved(admin_client):
 
 @pytest.mark.parametrize("timeout", ["0", "121", "-5"])
 def test_timeout_outside_1_to_120_is_refused(admin_client, timeout):
-    response = admin_client.post(ADD_URL, form_data(timeout_seconds=timeout))
+    response = admin_client.post(ADD_URL, destination_form_data(timeout_seconds=timeout))
     assert response.status_code == 200
     assert field_errors(response, "timeout_seconds")
     assert not Destination.objects.exists()
@@ -146,7 +132,7 @@ def test_edit_with_a_blank_key_keeps_the_key_and_its_age(admin_client, destinati
     assert ROUTING_KEY not in page
     assert "••••" + ROUTING_KEY[-4:] in page
 
-    response = admin_client.post(url, form_data(routing_key="", component="api"))
+    response = admin_client.post(url, destination_form_data(routing_key="", component="api"))
     assert response.status_code == 302
     destination.refresh_from_db()
     assert destination.routing_key == ROUTING_KEY
@@ -159,7 +145,7 @@ def test_edit_with_a_new_key_replaces_it_and_stamps_the_rotation(admin_client, d
     Destination.objects.filter(pk=destination.pk).update(routing_key_rotated_at=stamped)
     url = reverse("admin:destinations_destination_change", args=[destination.pk])
 
-    response = admin_client.post(url, form_data(routing_key=OTHER_ROUTING_KEY))
+    response = admin_client.post(url, destination_form_data(routing_key=OTHER_ROUTING_KEY))
     assert response.status_code == 302
     destination.refresh_from_db()
     assert destination.routing_key == OTHER_ROUTING_KEY
