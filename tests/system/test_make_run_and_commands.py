@@ -3,11 +3,9 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -16,19 +14,13 @@ from django.core.management import ManagementUtility
 from project.serve import admin_url, banner
 from tests.support import worker_process
 from tests.support.fake_pagerduty.server import FakePagerDuty
+from tests.support.make_run import ROOT, free_port, running_make_run
 from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
 
-ROOT = Path(__file__).resolve().parents[2]
 US_URL = "https://events.pagerduty.com/v2/enqueue"
 EU_URL = "https://events.eu.pagerduty.com/v2/enqueue"
 # Names a developer's shell may hold that would change what these tests see.
 UNSET = ("SITE_URL", "WEB_BIND", "LOG_LEVEL", "PAGERDUTY_EVENTS_URL")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def manage(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
@@ -254,47 +246,39 @@ def test_the_banner_names_the_override_and_what_belongs_in_the_env_file(
 def test_make_run_says_where_it_serves_links_events_there_and_stops_cleanly(tmp_path):
     # WEB_BIND only in the file: it must reach the web server and the worker's events alike.
     port, shared = make_run_site(tmp_path)
-    with FakePagerDuty() as fake:
-        process = subprocess.Popen(
-            ["make", "run"],
-            cwd=ROOT,
-            env={**shared, "PAGERDUTY_EVENTS_URL": fake.url},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
+    with (
+        FakePagerDuty() as fake,
+        running_make_run(
+            {**shared, "PAGERDUTY_EVENTS_URL": fake.url}, f"http://127.0.0.1:{port}/healthz"
+        ) as stopped,
+    ):
+        # From another shell (without PAGERDUTY_EVENTS_URL): a matched run, which the
+        # worker of `make run` delivers.
+        other_shell = {**shared, "DJANGO_SETTINGS_MODULE": "project.settings"}
+        setup = (
+            "from tests.support.factories import make_destination, make_detection; "
+            f"make_detection('Suspicious Login Attempts', "
+            f"make_destination('SecOps', '{ROUTING_KEY}'))"
         )
-        try:
-            wait_until_served(process, f"http://127.0.0.1:{port}/healthz")
-            # From another shell (without PAGERDUTY_EVENTS_URL): a matched run, which the
-            # worker of `make run` delivers.
-            other_shell = {**shared, "DJANGO_SETTINGS_MODULE": "project.settings"}
-            setup = (
-                "from tests.support.factories import make_destination, make_detection; "
-                f"make_detection('Suspicious Login Attempts', "
-                f"make_destination('SecOps', '{ROUTING_KEY}'))"
+        for args, stdin in [
+            (["shell", "-c", setup], ""),
+            (["record_detection_run"], json.dumps(RUN_BODY)),
+        ]:
+            step = subprocess.run(
+                [sys.executable, "manage.py", *args],
+                cwd=ROOT,
+                env=other_shell,
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
-            for args, stdin in [
-                (["shell", "-c", setup], ""),
-                (["record_detection_run"], json.dumps(RUN_BODY)),
-            ]:
-                step = subprocess.run(
-                    [sys.executable, "manage.py", *args],
-                    cwd=ROOT,
-                    env=other_shell,
-                    input=stdin,
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                )
-                assert step.returncode == 0, step.stderr
-            deadline = time.monotonic() + 30
-            while not fake.received and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert fake.received, "the worker never delivered the run"
-        finally:
-            os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-            output, _ = process.communicate(timeout=60)
+            assert step.returncode == 0, step.stderr
+        deadline = time.monotonic() + 30
+        while not fake.received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert fake.received, "the worker never delivered the run"
+    output = stopped.output
 
     assert fake.received[0].json["client_url"] == f"http://127.0.0.1:{port}/admin/"
     assert f"Serving http://127.0.0.1:{port}/admin/ (Ctrl-C stops everything)" in output
@@ -307,7 +291,7 @@ def test_make_run_says_where_it_serves_links_events_there_and_stops_cleanly(tmp_
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
     # make ends itself with the interrupt it was sent (silent in a shell); the recipe exited 0.
-    assert process.returncode == -signal.SIGINT
+    assert stopped.returncode == -signal.SIGINT
 
 
 RUN_BODY = {
@@ -338,17 +322,6 @@ def make_run_site(tmp_path) -> tuple[int, dict[str, str]]:
     return port, shared
 
 
-def wait_until_served(process: subprocess.Popen, url: str) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            requests.get(url, timeout=5)
-            return
-        except (requests.ConnectionError, requests.Timeout):  # not up yet, or a busy machine
-            time.sleep(0.3)
-    raise AssertionError(f"make run never answered at {url} (exit {process.poll()})")
-
-
 @pytest.mark.slow
 def test_make_run_names_a_destination_without_a_key_and_serves_the_others(tmp_path):
     # One destination's unusable key is reported, but must not stop every other destination's pages.
@@ -369,20 +342,9 @@ def test_make_run_names_a_destination_without_a_key_and_serves_the_others(tmp_pa
             args, cwd=ROOT, env=shared, capture_output=True, text=True, timeout=60
         )
         assert step.returncode == 0, step.stderr
-    process = subprocess.Popen(
-        ["make", "run"],
-        cwd=ROOT,
-        env=shared,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        wait_until_served(process, f"http://127.0.0.1:{port}/healthz")
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
-        output, _ = process.communicate(timeout=60)
+    with running_make_run(shared, f"http://127.0.0.1:{port}/healthz") as stopped:
+        pass
+    output = stopped.output
     assert "destinations.E003" in output
     assert "Restored rota" in output
     assert f"Serving http://127.0.0.1:{port}/admin/" in output

@@ -1,11 +1,6 @@
 """Set-up as a new user meets it: the generated .env, the first admin, and `make run` serving."""
 
 import os
-import signal
-import socket
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -13,8 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from project import envfile
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.make_run import free_port, running_make_run
 
 
 def test_env_file_is_generated_once_and_never_overwritten(tmp_path, monkeypatch):
@@ -51,12 +45,6 @@ def test_first_admin_is_created_once_with_a_printed_password(db, capsys):
     assert get_user_model().objects.count() == 1
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_make_run_serves_the_admin_login_page(tmp_path):
     port = free_port()
@@ -72,30 +60,11 @@ def test_make_run_serves_the_admin_login_page(tmp_path):
         WEB_BIND=f"127.0.0.1:{port}",
         WEB_WORKERS="1",
     )
-    process = subprocess.Popen(
-        ["make", "run"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        answer = None
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                answer = requests.get(f"http://127.0.0.1:{port}/admin/login/", timeout=2)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.3)
-        assert answer is not None, "make run never answered"
+    login = f"http://127.0.0.1:{port}/admin/login/"
+    with running_make_run(env, login) as stopped:
+        answer = requests.get(login, timeout=10)
         assert answer.status_code == 200
         assert "Detection Destinations" in answer.text and "Log in" in answer.text
         assert (tmp_path / "data" / "db.sqlite3").exists()
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
-    assert "username: admin" in output
-    assert "password: " in output
+    assert "username: admin" in stopped.output
+    assert "password: " in stopped.output
