@@ -37,9 +37,10 @@ from destinations.pagerduty.events import (
 from destinations.pagerduty.events import MAX_ERRORS_SENT as MAX_ERRORS
 from destinations.pagerduty.truncation import MAX_TRUNCATION_ENTRIES, MORE_CUTS_KEY
 from tests.support.fake_pagerduty import validate_event
+from tests.support.run_facts import REFERENCE_LINK, REFERENCE_RUN
 
 ROUTING_KEY = "R0utingKey" + "x" * (ROUTING_KEY_LENGTH - 10)
-LINK = "https://app.example.com/replay/123"
+LINK = REFERENCE_LINK
 DEFAULT_SOURCE = "detection-destinations.example.com"
 CLIENT = "Detection Destinations"
 CLIENT_URL = "https://alerts.example.com/admin/"
@@ -47,26 +48,6 @@ CLIENT_URL = "https://alerts.example.com/admin/"
 NAME = "Suspicious Login Attempts"
 NAME_DEDUP_KEY = "9e97ba04e8aa8ae8acf907412adab705d274acdb398c8e0477a8eb39c322e7bd"
 
-REFERENCE_RUN = RunFacts(
-    detection_id="7d1c2f0e-3b4a-4c5d-8e9f-0a1b2c3d4e5f",
-    detection_name=NAME,
-    description="Many failed logins followed by a success.",
-    severity="HIGH",
-    match_operator="GREATER_THAN",
-    match_threshold=5,
-    match_eagerness="EAGER",
-    outcome="MATCHED",
-    match_count=12,
-    run_type="SCHEDULED",
-    run_id="run-2024-05-01-1200",
-    ran_at=datetime(2024, 5, 1, 12, 0, 5, tzinfo=UTC),
-    range_start=datetime(2024, 5, 1, 11, 0, tzinfo=UTC),
-    range_end=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
-    match_exhaustiveness="COMPLETED",
-    search_id="search-42",
-    trace_id="trace-abc",
-    replay_link=LINK,
-)
 REFERENCE_OPTIONS = DestinationOptions(
     component="auth-service",
     group="identity",

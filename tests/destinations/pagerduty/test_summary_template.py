@@ -27,25 +27,20 @@ from tests.support.factories import (
     run_body,
 )
 from tests.support.routing_keys import ROUTING_KEY
+from tests.support.run_facts import REFERENCE_RUN
 
 TEMPLATE = "[{severity}] {outcome} {detection_name} - {replay_link}"
 LINK = "https://app.example.com/replay/123"
 
-RUN = RunFacts(
-    detection_id="7d1c2f0e-3b4a-4c5d-8e9f-0a1b2c3d4e5f",
+RUN = replace(
+    REFERENCE_RUN,
     detection_name=DETECTION_NAME,
     description="",
-    severity="HIGH",
-    match_operator="GREATER_THAN",
-    match_threshold=5,
-    match_eagerness="EAGER",
-    outcome="MATCHED",
-    match_count=12,
-    run_type="SCHEDULED",
     run_id="run-1",
     ran_at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
-    range_start=datetime(2024, 5, 1, 11, 0, tzinfo=UTC),
-    range_end=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
+    match_exhaustiveness=None,
+    search_id=None,
+    trace_id=None,
     replay_link=LINK,
 )
 
