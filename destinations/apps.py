@@ -35,9 +35,23 @@ class DestinationsAdminSite(admin.AdminSite):
     # The index gains a "Delivery health" box (see the template for why it is set here).
     index_template = "admin/destinations/index.html"
 
+    def has_permission(self, request):
+        # With ADMIN_MFA_REQUIRED, staff who gave only a password are not staff yet: every admin
+        # view (admin_view) refuses them, as django-otp's OTPAdminSite does (is_verified()).
+        from .admin.signin import needs_second_factor
+
+        return super().has_permission(request) and not needs_second_factor(request)
+
+    def login(self, request, extra_context=None):
+        # After the password, the second factor: enrolment, or the app's code.
+        from .admin.signin import after_password
+
+        return after_password(request, super().login(request, extra_context))
+
     def get_urls(self):
         # Imported when the URLs are first read: the page reads models, which are not yet loaded
         # when INSTALLED_APPS imports this module.
+        from .admin import signin
         from .admin.health_page import health_view
 
         return [
@@ -48,5 +62,7 @@ class DestinationsAdminSite(admin.AdminSite):
                 self.admin_view(health_view),
                 name="destinations_health",
             ),
+            # The second-factor pages, open to a user who has given only the password.
+            *signin.urls(),
             *super().get_urls(),
         ]

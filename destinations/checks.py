@@ -1,4 +1,4 @@
-"""System checks: encryption keys valid; routing keys present, readable and not too old."""
+"""System checks: encryption keys valid; routing keys present, readable, not too old; admin MFA."""
 
 from datetime import timedelta
 
@@ -96,5 +96,20 @@ def check_routing_key_age(app_configs=None, **kwargs):
             hint="Regenerate the key in PagerDuty and run: python manage.py rotate_routing_key "
             "DESTINATION",
             id="destinations.W001",
+        )
+    ]
+
+
+@register(Tags.security, deploy=True)
+def check_admin_mfa_required(app_configs=None, **kwargs):
+    if settings.ADMIN_MFA_REQUIRED:
+        return []
+    return [
+        Warning(
+            "ADMIN_MFA_REQUIRED is off: a stolen admin password alone opens the admin, which "
+            "holds every routing key.",
+            hint="Set ADMIN_MFA_REQUIRED=True; staff then set up an authenticator app at their "
+            "next sign-in (README: Signing in).",
+            id="project.W010",
         )
     ]

@@ -1,10 +1,12 @@
 """Settings, read from the environment and `.env` (a real environment variable wins)."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 
+from project import PRODUCT_NAME
 from project.serve import DEFAULT_BIND, admin_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -170,3 +172,56 @@ DELIVERY_RATE_BURST = env.int("DELIVERY_RATE_BURST", default=20)
 DELIVERY_POLL_INTERVAL_SECONDS = env.float("DELIVERY_POLL_INTERVAL_SECONDS", default=0.1)
 # A lease lasts the destination's timeout plus this margin; then another worker may take it.
 DELIVERY_LEASE_MARGIN_SECONDS = env.float("DELIVERY_LEASE_MARGIN_SECONDS", default=15.0)
+
+# --- Signing in (design §8): throttled sign-ins, a second factor for staff -----------------
+# django-axes 8.3 (kept by Jazzband, supports Django 6.x on Python 3.13) counts failed sign-ins
+# in the database, so the lock holds across gunicorn workers and restarts. django-otp 1.7 gives
+# the second factor: TOTP devices, single-use recovery codes (static tokens), a middleware that
+# marks a session verified, and its own throttling of wrong codes. It plugs into the admin we
+# already run; django-allauth's MFA would bring its own account flow and templates beside it.
+INSTALLED_APPS += [
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+]
+# The OTP middleware reads the session after authentication; axes' middleware turns its
+# lockout into the locked page, so it goes last.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+    "django_otp.middleware.OTPMiddleware",
+)
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+# Axes' backend comes first: it refuses a locked user and address before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Five wrong passwords for one user from one address lock that pair (not the user everywhere,
+# which would let anyone lock an on-call admin out) for SIGNIN_COOLOFF_MINUTES after the last.
+AXES_FAILURE_LIMIT = env.int("SIGNIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("SIGNIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "destinations.admin.signin.locked_response"
+# Axes logs the username and address of every failure and lockout, so an operator knows what to
+# unlock; it never logs the password (it masks the password field wherever it records a form).
+AXES_SENSITIVE_PARAMETERS = []
+# Not verbose: no "AXES: BEGIN" line at the start of every command; the lines about sign-ins
+# still name the username and address (the lockout parameters).
+AXES_VERBOSE = False
+# The client's address: REMOTE_ADDR, unless a TLS proxy sits in front (BEHIND_TLS_PROXY). Then
+# X-Forwarded-For, read by django-ipware, only when it holds exactly the one address that proxy
+# wrote (proxy count 0: no further proxies listed); a header that a client filled in itself
+# arrives with more and is ignored, and REMOTE_ADDR (the proxy) is used instead.
+if env.bool("BEHIND_TLS_PROXY", default=False):
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+    AXES_IPWARE_PROXY_COUNT = 0
+else:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+# Staff must give a TOTP code (or a recovery code) after the password. Off by default so
+# `make run` works without a phone; `check --deploy` warns while it is off (project.W010).
+ADMIN_MFA_REQUIRED = env.bool("ADMIN_MFA_REQUIRED", default=False)
+OTP_TOTP_ISSUER = PRODUCT_NAME
+# An admin who may edit devices in django-otp's admin still never sees another user's secret.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True

@@ -26,6 +26,7 @@ PRODUCTION_ENV = {
     "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
     "BEHIND_TLS_PROXY": "True",
     "SECURE_HSTS_PRELOAD": "True",
+    "ADMIN_MFA_REQUIRED": "True",
 }
 
 
@@ -83,8 +84,9 @@ def test_check_deploy_reports_no_issues_with_the_production_settings(tmp_path):
         ),
         ({"SECURE_HSTS_PRELOAD": None}, ["W021"]),
         ({"FIELD_ENCRYPTION_KEYS": "not-a-fernet-key"}, ["E001"]),
+        ({"ADMIN_MFA_REQUIRED": None}, ["project.W010"]),
     ],
-    ids=["debug-and-no-https", "no-hsts-preload", "bad-encryption-key"],
+    ids=["debug-and-no-https", "no-hsts-preload", "bad-encryption-key", "no-admin-mfa"],
 )
 def test_check_deploy_names_each_weakened_setting(tmp_path, weakened, reported):
     # Proves the clean run above is earned by the settings, not by a check that says nothing.
