@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 RECOVERY_CODE_COUNT = 10
 TOTP_DEVICE_NAME = "Authenticator app"
 TOTP_DIGITS = 6  # TOTPDevice's default, which every authenticator app shows
+WRONG_APP_CODE = "That code is not right. Enter the 6 digits the app shows now."
 WRONG_CODE = "That code is not right. Enter the 6 digits the app shows now, or a recovery code."
 THROTTLED = "Too many wrong codes. Wait a few seconds, then enter the code the app shows now."
 RECOVERY_DEVICE_NAME = "Recovery codes"
@@ -175,7 +176,7 @@ def enrol_view(request: HttpRequest) -> HttpResponse:
             }
             return render(request, "admin/signin/recovery_codes.html", context)
         else:
-            form.add_error("code", WRONG_CODE)
+            form.add_error("code", WRONG_APP_CODE)
     context = {
         **_page_context(request, title="Set up a second factor"),
         "form": form,
