@@ -202,6 +202,7 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env.int("SIGNIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("SIGNIN_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# A right password clears the count: five wrong in a row lock, not five typos in a month.
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "destinations.admin.signin.locked_response"
 # Axes logs the username and address of every failure and lockout, so an operator knows what to

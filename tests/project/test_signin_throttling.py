@@ -74,6 +74,17 @@ def test_four_wrong_passwords_do_not_lock(client, staff):
     assert admin_opens(client)
 
 
+def test_a_right_password_clears_the_count(client, staff):
+    for _ in range(4):
+        sign_in(client, WRONG)
+    sign_in(client, STAFF_PASSWORD)
+    client.logout()
+
+    for _ in range(4):
+        assert sign_in(client, WRONG).status_code == 200
+    assert sign_in(client, STAFF_PASSWORD).status_code == 302
+
+
 def test_the_lock_ends_when_the_cool_off_has_passed(client, staff):
     lock_out(client)
     age_attempts(timedelta(minutes=14))
