@@ -174,8 +174,9 @@ DELIVERY_POLL_INTERVAL_SECONDS = env.float("DELIVERY_POLL_INTERVAL_SECONDS", def
 DELIVERY_LEASE_MARGIN_SECONDS = env.float("DELIVERY_LEASE_MARGIN_SECONDS", default=15.0)
 
 # --- Signing in (design §8): throttled sign-ins, a second factor for staff -----------------
-# django-axes 8.3 (kept by Jazzband, supports Django 6.x on Python 3.13) counts failed sign-ins
-# in the database, so the lock holds across gunicorn workers and restarts. django-otp 1.7 gives
+# django-axes 8.3 (Jazzband; declares Django 4.2 to 6.0, and this suite passes with it on 6.1 and
+# Python 3.13) counts failed sign-ins in the database, so a lock holds across gunicorn workers
+# and restarts; its [ipware] extra reads the client address behind a proxy. django-otp 1.7 gives
 # the second factor: TOTP devices, single-use recovery codes (static tokens), a middleware that
 # marks a session verified, and its own throttling of wrong codes. It plugs into the admin we
 # already run; django-allauth's MFA would bring its own account flow and templates beside it.
