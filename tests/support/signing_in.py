@@ -1,4 +1,9 @@
-"""Signing in through the admin's real login form, and the codes an authenticator app shows."""
+"""Signing in through the admin's real login form, and the codes an authenticator app shows.
+
+`client.login(...)` does not work in this project: django-axes' backend needs the request, which
+Client.login does not pass (it raises AxesBackendRequestParameterRequired). Use `sign_in` to go
+through the form, or `client.force_login(user)` when the sign-in itself is not under test.
+"""
 
 import html
 import time
