@@ -1,5 +1,6 @@
 """Wrong passwords at the admin's login form lock that user from that address for a while."""
 
+import io
 import logging
 import runpy
 from datetime import timedelta
@@ -112,13 +113,17 @@ def test_the_page_names_the_configured_cool_off(client, staff):
         ("axes_reset",),
         ("axes_reset_username", STAFF_USERNAME),
         ("axes_reset_ip", "127.0.0.1"),
+        ("axes_reset_ip_username", "127.0.0.1", STAFF_USERNAME),
     ],
     ids=lambda command: command[0],
 )
 def test_the_reset_commands_unlock_at_once(client, staff, unlock):
     lock_out(client)
 
-    call_command(*unlock, stdout=None)
+    said = io.StringIO()
+    call_command(*unlock, stdout=said)
+
+    assert said.getvalue() == "1 attempts removed.\n"
 
     assert sign_in(client, STAFF_PASSWORD).status_code == 302
     assert admin_opens(client)
