@@ -157,26 +157,15 @@ def enrol_view(request: HttpRequest) -> HttpResponse:
     user = request.user
     if TOTPDevice.objects.filter(user=user, confirmed=True).exists():
         return HttpResponseRedirect(_second_factor_url(user, _next_url(request)))
-    # One pending device per user, kept until confirmed, so a reload shows the same secret.
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by(
-        "pk"
-    ).first() or TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+    device = _pending_app(user)
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         if _throttled(device):
             form.add_error("code", THROTTLED)
-        elif device.verify_token(form.cleaned_data["code"]):
-            codes = _confirm(device)
-            django_otp.login(request, device)
-            logger.info("second factor enrolled user=%s", user.get_username())
-            context = {
-                **_page_context(request, title="Save your recovery codes"),
-                "codes": codes,
-                "next_url": _next_url(request),
-            }
-            return render(request, "admin/signin/recovery_codes.html", context)
-        else:
+        elif not device.verify_token(form.cleaned_data["code"]):
             form.add_error("code", WRONG_APP_CODE)
+        else:
+            return _enrolled(request, device)
     context = {
         **_page_context(request, title="Set up a second factor"),
         "form": form,
@@ -185,6 +174,25 @@ def enrol_view(request: HttpRequest) -> HttpResponse:
         "next_url": _next_url(request),
     }
     return render(request, "admin/signin/enrol.html", context)
+
+
+def _pending_app(user) -> TOTPDevice:
+    # One pending device per user, kept until confirmed, so a reload shows the same secret.
+    pending = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("pk").first()
+    return pending or TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+
+
+def _enrolled(request: HttpRequest, device: TOTPDevice) -> HttpResponse:
+    """Confirm the app, verify this session, and show the recovery codes (the only time)."""
+    codes = _confirm(device)
+    django_otp.login(request, device)
+    logger.info("second factor enrolled user=%s", request.user.get_username())
+    context = {
+        **_page_context(request, title="Save your recovery codes"),
+        "codes": codes,
+        "next_url": _next_url(request),
+    }
+    return render(request, "admin/signin/recovery_codes.html", context)
 
 
 @_second_factor_page
@@ -271,7 +279,7 @@ def _grouped(secret: str) -> str:
 def _qr_svg(config_url: str) -> SafeString:
     # Inline SVG made here: no request leaves the page, and it has no script or style attribute.
     svg = segno.make(config_url, error="m").svg_inline(scale=4, title="Authenticator app QR code")
-    return mark_safe(svg)  # noqa: S308  segno's own markup, holding no user input as text
+    return mark_safe(svg)  # noqa: S308  segno's markup: the URL is drawn as modules, not text
 
 
 # --- the operator's reset -------------------------------------------------------------------
