@@ -170,3 +170,8 @@ DELIVERY_RATE_BURST = env.int("DELIVERY_RATE_BURST", default=20)
 DELIVERY_POLL_INTERVAL_SECONDS = env.float("DELIVERY_POLL_INTERVAL_SECONDS", default=0.1)
 # A lease lasts the destination's timeout plus this margin; then another worker may take it.
 DELIVERY_LEASE_MARGIN_SECONDS = env.float("DELIVERY_LEASE_MARGIN_SECONDS", default=15.0)
+
+# The web tier (the Procfile's gunicorn; project/web_worker.py). WEB_WORKERS and WEB_THREADS are
+# read by the Procfile itself. A connection whose client sends nothing for this long is dropped
+# (a half-sent body reaches the view as unreadable), so a silent client frees its thread.
+WEB_READ_TIMEOUT_SECONDS = env.float("WEB_READ_TIMEOUT_SECONDS", default=10.0)
