@@ -5,6 +5,7 @@ from pathlib import Path
 
 import environ
 
+from project.file_modes import secure_data_dir, secure_sqlite_files
 from project.serve import DEFAULT_BIND, admin_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -69,8 +70,15 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The embedded database lives in DATA_DIR; SQLite cannot create the folder itself.
-    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # The embedded database lives in DATA_DIR; SQLite cannot create the folder itself. The file
+    # and DATA_DIR are made owner-only before SQLite first opens it (project/file_modes.py); a
+    # folder named by DATABASE_URL elsewhere (/tmp, say) is only created, never changed.
+    _sqlite_file = Path(DATABASES["default"]["NAME"])
+    if _sqlite_file.parent.resolve() == DATA_DIR.resolve():
+        secure_data_dir(DATA_DIR)
+    else:
+        _sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+    secure_sqlite_files(_sqlite_file)
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             # IMMEDIATE takes the write lock when a transaction starts, so the worker's claim
