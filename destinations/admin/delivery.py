@@ -32,6 +32,15 @@ NO_RUN = {
 AS_ABOVE = "as above"
 
 
+def may_view_deliveries(request) -> bool:
+    """Whether the user may see delivery outcomes: the delivery log's own view permission.
+
+    A page about something else (a destination, a detection run) shows its deliveries' outcomes,
+    PagerDuty's answers among them, only to whoever may read the log itself.
+    """
+    return request.user.has_perm("destinations.view_delivery")
+
+
 def status_badge(status: str | None) -> str:
     if not status:
         return "—"
