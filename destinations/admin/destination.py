@@ -26,7 +26,7 @@ from .actions import (
     test_alert_level,
 )
 from .actions import send_test_alert as send_test_alert_action
-from .delivery import may_view_deliveries, status_badge
+from .delivery import STATUS_STYLESHEET, may_view_deliveries, status_badge
 from .managed import ManagedRecordAdmin
 
 
@@ -235,6 +235,7 @@ class DestinationAdmin(ManagedRecordAdmin, admin.ModelAdmin):
     class Media:
         # Sends the form's values to the test endpoint without leaving the page (see the file).
         js = ["destinations/test_alert.js"]
+        css = {"all": [STATUS_STYLESHEET]}  # the list's last delivery
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # Where "Send test alert" posts the form, for whoever may use it on this page.
