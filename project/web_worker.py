@@ -12,6 +12,8 @@ as an unreadable body (the API answers 400, "The body could not be read complete
 This bounds how long one silent client holds a thread; a client that trickles one byte at a time
 is bounded only by gunicorn's header size limits. Enough threads (WEB_THREADS) keep a handful of
 such clients from stalling the site; a buffering reverse proxy in front is what stops many.
+That proxy also ends TLS: with gunicorn's own TLS (--certfile) a connection becomes an SSL socket
+of the standard library's, and this timeout would no longer apply to it.
 """
 
 import socket
