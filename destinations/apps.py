@@ -13,7 +13,15 @@ class DestinationsConfig(AppConfig):
     verbose_name = "PagerDuty destinations"
 
     def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
+        from project.file_modes import tighten_on_connect
+
         from . import checks  # noqa: F401  registers the system checks
+
+        # Every process opens the database (make run's migrate, the web server, the worker), so
+        # an SQLite file or journal left readable by others is tightened on first use.
+        connection_created.connect(tighten_on_connect, dispatch_uid="tighten_sqlite_file_modes")
 
 
 class DestinationsAdminConfig(admin_apps.AdminConfig):

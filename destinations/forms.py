@@ -134,7 +134,9 @@ class DestinationForm(forms.ModelForm):
         label="Integration key",
         required=False,
         strip=False,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        # Browsers ignore autocomplete="off" on a password input and offer to fill in, or save,
+        # the admin's own password; "new-password" tells them this is no sign-in field.
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text=ROUTING_KEY_HELP,
     )
     custom_details = CustomDetailsField(

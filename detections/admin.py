@@ -12,7 +12,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_http_methods
 
-from destinations.admin.delivery import status_badge
+from destinations.admin.delivery import STATUS_STYLESHEET, may_view_deliveries, status_badge
 from destinations.admin.managed import ManagedRecordAdmin
 from destinations.delivery.routing import routes
 
@@ -268,6 +268,16 @@ class DetectionRunAdmin(admin.ModelAdmin):
             },
         ),
     ]
+
+    class Media:
+        css = {"all": [STATUS_STYLESHEET]}  # the deliveries' statuses
+
+    def get_fieldsets(self, request, obj=None):
+        # Its deliveries' outcomes are the delivery log's to show (see may_view_deliveries).
+        fieldsets = super().get_fieldsets(request, obj)
+        if may_view_deliveries(request):
+            return fieldsets
+        return [(name, options) for name, options in fieldsets if name != "Deliveries"]
 
     def has_add_permission(self, request):
         return False

@@ -5,8 +5,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.utils.csp import CSP
 
 from project import PRODUCT_NAME
+from project.file_modes import secure_data_dir, secure_sqlite_files
 from project.serve import DEFAULT_BIND, admin_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -42,6 +44,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Sends SECURE_CSP (below) on every answer.
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -64,6 +68,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # {% csp_nonce_attr %} on the templates' own <style> blocks (SECURE_CSP).
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -71,8 +77,15 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The embedded database lives in DATA_DIR; SQLite cannot create the folder itself.
-    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # The embedded database lives in DATA_DIR; SQLite cannot create the folder itself. The file
+    # and DATA_DIR are made owner-only before SQLite first opens it (project/file_modes.py); a
+    # folder named by DATABASE_URL elsewhere (/tmp, say) is only created, never changed.
+    _sqlite_file = Path(DATABASES["default"]["NAME"])
+    if _sqlite_file.parent.resolve() == DATA_DIR.resolve():
+        secure_data_dir(DATA_DIR)
+    else:
+        _sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+    secure_sqlite_files(_sqlite_file)
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             # IMMEDIATE takes the write lock when a transaction starts, so the worker's claim
@@ -134,6 +147,22 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django": {"level": "INFO"}},
+}
+
+# Content-Security-Policy (Django's own, django.middleware.csp): only this site's own files run
+# or style a page. No inline script is allowed at all; the templates' few <style> blocks carry
+# the request's nonce, and no element has a style attribute. Images may be data: URIs (the
+# admin's and the API docs' stylesheets draw their icons so). Nothing may frame a page
+# (clickjacking), post a form elsewhere, or change the base URL links resolve against.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF, "data:"],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
 }
 
 # --- Detection Destinations --------------------------------------------------------------
@@ -227,3 +256,7 @@ ADMIN_MFA_REQUIRED = env.bool("ADMIN_MFA_REQUIRED", default=False)
 OTP_TOTP_ISSUER = PRODUCT_NAME
 # An admin who may edit devices in django-otp's admin still never sees another user's secret.
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+# The web tier (the Procfile's gunicorn; project/web_worker.py). WEB_WORKERS and WEB_THREADS are
+# read by the Procfile itself. A connection whose client sends nothing for this long is dropped
+# (a half-sent body reaches the view as unreadable), so a silent client frees its thread.
+WEB_READ_TIMEOUT_SECONDS = env.float("WEB_READ_TIMEOUT_SECONDS", default=10.0)

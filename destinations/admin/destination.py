@@ -26,7 +26,7 @@ from .actions import (
     test_alert_level,
 )
 from .actions import send_test_alert as send_test_alert_action
-from .delivery import status_badge
+from .delivery import STATUS_STYLESHEET, may_view_deliveries, status_badge
 from .managed import ManagedRecordAdmin
 
 
@@ -115,9 +115,7 @@ class DestinationAdmin(ManagedRecordAdmin, admin.ModelAdmin):
     saved_only_fieldsets = ("Event preview", "Key")
 
     def get_queryset(self, request):
-        # One subquery (served by the delivery_recent index) instead of a query per row.
-        latest = Delivery.objects.filter(destination=OuterRef("pk")).order_by("-created_at", "-id")
-        return (
+        queryset = (
             super()
             .get_queryset(request)
             # The key is read through its raw token so one undecryptable key shows as such
@@ -125,12 +123,25 @@ class DestinationAdmin(ManagedRecordAdmin, admin.ModelAdmin):
             .defer("routing_key")
             .annotate(
                 routing_key_token=Cast("routing_key", TextField()),
-                last_delivery_status=Subquery(latest.values("status")[:1]),
-                last_delivery_at=Subquery(latest.values("created_at")[:1]),
                 # The fallback's name only: its key is not read for the list.
                 fallback_name=F("fallback__name"),
             )
         )
+        if not may_view_deliveries(request):
+            return queryset
+        # One subquery (served by the delivery_recent index) instead of a query per row.
+        latest = Delivery.objects.filter(destination=OuterRef("pk")).order_by("-created_at", "-id")
+        return queryset.annotate(
+            last_delivery_status=Subquery(latest.values("status")[:1]),
+            last_delivery_at=Subquery(latest.values("created_at")[:1]),
+        )
+
+    def get_list_display(self, request):
+        # The last delivery's outcome is the delivery log's to show (see may_view_deliveries).
+        columns = super().get_list_display(request)
+        if may_view_deliveries(request):
+            return columns
+        return [column for column in columns if column != "last_delivery"]
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
@@ -224,6 +235,7 @@ class DestinationAdmin(ManagedRecordAdmin, admin.ModelAdmin):
     class Media:
         # Sends the form's values to the test endpoint without leaving the page (see the file).
         js = ["destinations/test_alert.js"]
+        css = {"all": [STATUS_STYLESHEET]}  # the list's last delivery
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # Where "Send test alert" posts the form, for whoever may use it on this page.

@@ -16,6 +16,7 @@ from django.utils.safestring import SafeString
 from ..health import DestinationHealth, Failure, delivery_health
 from ..models import DeliveryKind
 from .chart import daily_chart
+from .delivery import may_view_deliveries
 
 # At or above the first a destination reads as healthy; below the second it is flagged red.
 SUCCESS_RATE_GOOD = 99.0
@@ -64,7 +65,7 @@ def health_view(request: HttpRequest) -> TemplateResponse:
     """Render the delivery health page for staff who may view the delivery log."""
     # The page summarises the delivery log (PagerDuty's answers included), so it asks for the
     # log's own permission; admin_view (in destinations/apps.py) has already let only staff in.
-    if not request.user.has_perm("destinations.view_delivery"):
+    if not may_view_deliveries(request):
         raise PermissionDenied
     report = delivery_health(page=request.GET.get("page"))
     link_destinations = request.user.has_perm("destinations.view_destination")

@@ -135,6 +135,40 @@ def test_the_form_tells_an_on_call_admin_what_the_fields_do(admin_client):
     assert "Write {{ and }} for literal braces." in page
 
 
+@pytest.mark.parametrize("page", ["add", "change"])
+def test_the_key_input_asks_browsers_not_to_fill_in_a_saved_password(admin_client, page):
+    url = ADD_URL if page == "add" else change_url(make_destination("SecOps", ROUTING_KEY))
+
+    inputs = [
+        tag for tag in _tags(admin_client.get(url), "input") if tag.get("name") == "routing_key"
+    ]
+
+    # "off" is ignored on password inputs: browsers offered the admin's own password here.
+    assert inputs == [
+        {
+            "type": "password",
+            "name": "routing_key",
+            "autocomplete": "new-password",
+            "id": "id_routing_key",
+            "aria-describedby": "id_routing_key_helptext",
+        }
+    ]
+
+
+def _tags(response, name: str) -> list[dict]:
+    from html.parser import HTMLParser
+
+    found = []
+
+    class Reader(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == name:
+                found.append(dict(attrs))
+
+    Reader().feed(response.content.decode())
+    return found
+
+
 # What the form renders saves as it is.
 
 
