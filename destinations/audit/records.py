@@ -16,7 +16,7 @@ from pathlib import Path
 from django.db import models, transaction
 from django.dispatch import receiver
 from simple_history.models import HistoricalRecords
-from simple_history.signals import pre_create_historical_record
+from simple_history.signals import post_create_historical_record, pre_create_historical_record
 
 from .attribution import ADMIN_VIA, current_actor, login_name
 
@@ -79,6 +79,22 @@ class AuditedHistory(HistoricalRecords):
 def _fill_key_change(sender, instance, history_instance, **kwargs) -> None:
     if isinstance(history_instance, KeyChangeRecord):
         history_instance.key_change = getattr(instance, "_history_key_change", "")
+
+
+@receiver(post_create_historical_record)
+def _drop_if_nothing_changed(sender, history_instance, **kwargs) -> None:
+    """A save that changed nothing (the admin's Save on an untouched form, the second step of
+    an apply) is not a change: its record would only hide the ones that are."""
+    from .trail import change_lines  # the reading side builds on this module
+
+    if history_instance.history_type != CHANGED or getattr(history_instance, "key_change", ""):
+        return
+    previous = history_instance.prev_record
+    if previous is not None and not change_lines(history_instance, previous):
+        # Its many-to-many rows point at it without a database constraint: they go first.
+        for field in history_instance._history_m2m_fields:
+            getattr(history_instance, field.name).all().delete()
+        history_instance.delete()
 
 
 def current_via() -> str:

@@ -33,7 +33,7 @@ def stored_trail_text() -> str:
     lines = []
     with connection.cursor() as cursor:
         for table in TRAIL_TABLES:
-            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
             lines += [" | ".join(map(str, row)) for row in cursor.fetchall()]
     return "\n".join(lines)
 
