@@ -9,12 +9,13 @@ that also sets many-to-many choices (instead of one per step of the save).
 
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.dispatch import receiver
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 from simple_history.signals import post_create_historical_record, pre_create_historical_record
 
@@ -26,6 +27,8 @@ CREATED, CHANGED, DELETED = "+", "~", "-"
 # encryption key: the key itself is the same, only its token changed.
 REENCRYPTED = "re-encrypted"
 _COMMAND_NAME = re.compile(r"[a-z][a-z0-9_]*")
+# Primary keys per INSERT … SELECT of re-encryption records: under every database's parameter limit.
+_PKS_PER_INSERT = 500
 
 
 class KeyChangeRecord(models.Model):
@@ -164,19 +167,37 @@ def update_recorded(queryset: models.QuerySet, **values) -> int:
     return count
 
 
-def record_reencrypted(model: type[models.Model], pks: Iterable) -> None:
+def record_reencrypted(model: type[models.Model], pks: Sequence, *, using: str = "default") -> None:
     """One history record per row whose secret was re-encrypted: same key, a new token."""
-    if not hasattr(model, "_audited_history"):
+    if not hasattr(model, "_audited_history") or not pks:
         return
-    rows = list(_for_history(model, pks))
+    # One INSERT … SELECT per chunk, on purpose: building the history rows through the ORM's
+    # bulk_history_create doubled the rotation's time (10,000 values, the rotation test's
+    # figure and the bench's rotation.rows_per_s: 3.4 s → 6.6 s on SQLite); this way they cost
+    # under 0.2 s of the 2.0 s. The copied columns are the snapshot's own (routing_key is not
+    # among them), and every value is a parameter.
+    history = model.history.model
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    copied = ", ".join(quote(field.column) for field in history.tracked_fields)
+    stamp = ("history_date", "history_type", "history_change_reason", "history_user", "key_change")
+    columns = ", ".join(quote(history._meta.get_field(name).column) for name in stamp)
     actor = current_actor()
-    model.history.bulk_history_create(
-        rows,
-        update=True,
-        default_user=actor.user if actor else None,
-        default_change_reason=current_via(),
-        custom_historical_attrs={"key_change": REENCRYPTED},
+    user = actor.user.pk if actor is not None and actor.user is not None else None
+    now = history._meta.get_field("history_date").get_db_prep_value(
+        timezone.now(), connection, prepared=False
     )
+    stamped = [now, CHANGED, current_via(), user, REENCRYPTED]
+    for start in range(0, len(pks), _PKS_PER_INSERT):
+        chunk = list(pks[start : start + _PKS_PER_INSERT])
+        marks = ", ".join(["%s"] * len(chunk))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {quote(history._meta.db_table)} ({copied}, {columns}) "  # noqa: S608
+                f"SELECT {copied}, %s, %s, %s, %s, %s FROM {quote(model._meta.db_table)} "
+                f"WHERE {quote(model._meta.pk.column)} IN ({marks})",
+                [*stamped, *chunk],
+            )
 
 
 def _for_history(model: type[models.Model], pks: Iterable) -> models.QuerySet:

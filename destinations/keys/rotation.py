@@ -349,7 +349,7 @@ def _rotate_batch(
             )
             # Kept in the audit trail as a re-encryption, never as a key change: the key is
             # the same; neither token is written there.
-            record_reencrypted(model, [pk_value for _, pk_value, _ in updates])
+            record_reencrypted(model, [pk for _, pk, _ in updates], using=batch.alias)
     if unreadable:
         report.undecryptable += _describe(model, model_field, unreadable)
     report.checked += len(batch.rows)
