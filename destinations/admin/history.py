@@ -51,11 +51,19 @@ class AuditTrailAdmin:
 class ChangeListAdmin(admin.ModelAdmin):
     """Every kept change of one model, deleted records' included; read-only."""
 
-    list_display = ["history_date", "record", "action", "who", "history_change_reason", "changes"]
+    list_display = ["when", "record", "action", "who", "via", "changes"]
     list_filter = ["history_type"]
     search_fields = ["name", "history_change_reason", "history_user__username"]
     date_hierarchy = "history_date"
     list_select_related = ["history_user"]
+
+    @admin.display(description="date/time", ordering="history_date")
+    def when(self, obj):
+        return obj.history_date
+
+    @admin.display(description="via", ordering="history_change_reason")
+    def via(self, obj) -> str:
+        return obj.history_change_reason or "—"
 
     @admin.display(description="record", ordering="name")
     def record(self, obj) -> str:
