@@ -44,7 +44,7 @@ class AuditTrailAdmin:
         try:
             super().save_related(request, form, formsets, change)
         finally:
-            del form.instance.skip_history_when_saving
+            form.instance.__dict__.pop("skip_history_when_saving", None)
         record_change(form.instance, CHANGED if change else CREATED)
 
 

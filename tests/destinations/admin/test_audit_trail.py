@@ -5,7 +5,7 @@ from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 
 from destinations.models import Destination
-from tests.support.admin_pages import change_url
+from tests.support.admin_pages import change_url, destination_form_data
 from tests.support.audit_trail import assert_trail_holds_no_secret, history_page
 from tests.support.factories import make_destination
 from tests.support.leak_guard import register_secret
@@ -55,6 +55,21 @@ def test_severity_and_key_edits_show_old_and_new_values_and_only_the_masked_key(
     assert_trail_holds_no_secret()
 
 
+def test_a_destination_added_in_the_admin_starts_its_trail(admin_client, admin_user):
+    response = admin_client.post(
+        reverse("admin:destinations_destination_add"),
+        destination_form_data(severity_override="critical"),
+    )
+    assert response.status_code == 302
+    destination = Destination.objects.get()
+
+    page = history_page(admin_client, destination)
+
+    assert f"key set ({MASKED_KEY})" in page
+    assert "severity override: critical" in page
+    assert page.count('<tr class="audit-entry">') == 1
+
+
 def test_a_save_that_keeps_the_key_says_nothing_of_the_key(admin_client):
     destination = make_destination("SecOps on-call", ROUTING_KEY)
 
@@ -90,6 +105,21 @@ def test_the_enable_and_disable_actions_are_kept_for_each_destination(admin_clie
         assert "enabled: yes → no" in page
         assert admin_user.get_username() in page
     assert "enabled: yes → no" not in history_page(admin_client, already_off)
+
+
+def test_the_actions_leave_records_a_file_manages_alone_and_say_so(admin_client):
+    managed = make_destination("SecOps on-call", ROUTING_KEY, managed_by="config/site.yml")
+
+    response = admin_client.post(
+        LIST_URL, {"action": "disable_selected", "_selected_action": [managed.pk]}, follow=True
+    )
+
+    assert (
+        "0 destinations disabled. 1 managed by a configuration file left unchanged: change it "
+        "in the file." in response.content.decode()
+    )
+    assert Destination.objects.get().enabled
+    assert "enabled: yes → no" not in history_page(admin_client, managed)
 
 
 def test_a_deleted_destination_keeps_its_trail(admin_client):
