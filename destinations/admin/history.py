@@ -21,7 +21,10 @@ class AuditTrailAdmin:
     object_history_template = "admin/destinations/audit/object_history.html"
 
     def history_view(self, request, object_id, extra_context=None):
-        pk = unquote(object_id)
+        record = self.get_object(request, unquote(object_id))
+        if record is None:  # Django's own view says so
+            return super().history_view(request, object_id, extra_context)
+        pk = record.pk
         history = self.model.history.model
         context = {
             # Read only when the page is drawn, after Django has checked the permission.

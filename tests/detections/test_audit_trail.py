@@ -120,3 +120,12 @@ def test_config_api_changes_are_kept_under_the_tokens_name(client):
     change = audit_trail(Destination, Destination.objects.get().pk)[0]
     assert change.via == "API token “pipeline”"
     assert "severity override: automatic (from detection severity) → critical" in change.lines
+
+
+def test_the_history_page_of_an_unknown_detection_says_so(admin_client):
+    url = reverse("admin:detections_detection_history", args=["not-a-uuid"])
+
+    response = admin_client.get(url, follow=True)
+
+    assert response.status_code == 200
+    assert "doesn’t exist" in response.content.decode()
