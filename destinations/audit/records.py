@@ -27,8 +27,9 @@ CREATED, CHANGED, DELETED = "+", "~", "-"
 # encryption key: the key itself is the same, only its token changed.
 REENCRYPTED = "re-encrypted"
 _COMMAND_NAME = re.compile(r"[a-z][a-z0-9_]*")
-# Primary keys per INSERT … SELECT of re-encryption records: under every database's parameter limit.
-_PKS_PER_INSERT = 500
+# Rows per INSERT … SELECT of re-encryption records: two parameters each, under SQLite's oldest
+# limit of 999 parameters a statement.
+_ROWS_PER_INSERT = 250
 
 
 class KeyChangeRecord(models.Model):
@@ -167,9 +168,16 @@ def update_recorded(queryset: models.QuerySet, **values) -> int:
     return count
 
 
-def record_reencrypted(model: type[models.Model], pks: Sequence, *, using: str = "default") -> None:
-    """One history record per row whose secret was re-encrypted: same key, a new token."""
-    if not hasattr(model, "_audited_history") or not pks:
+def record_reencrypted(
+    model: type[models.Model], column: str, rows: Sequence[tuple], *, using: str = "default"
+) -> None:
+    """One history record per row whose secret was re-encrypted: same key, a new token.
+
+    `rows` are (primary key, new token) pairs. A row is recorded only if its `column` holds the
+    new token now, so one that an admin rewrote meanwhile (the rotation then left it alone) is
+    not claimed. The tokens only select rows: none is written to the trail.
+    """
+    if not hasattr(model, "_audited_history") or not rows:
         return
     # One INSERT … SELECT per chunk, on purpose: building the history rows through the ORM's
     # bulk_history_create doubled the rotation's time (10,000 values, the rotation test's
@@ -180,6 +188,7 @@ def record_reencrypted(model: type[models.Model], pks: Sequence, *, using: str =
     connection = connections[using]
     quote = connection.ops.quote_name
     copied = ", ".join(quote(field.column) for field in history.tracked_fields)
+    pk_column, secret_column = quote(model._meta.pk.column), quote(column)
     stamp = ("history_date", "history_type", "history_change_reason", "history_user", "key_change")
     columns = ", ".join(quote(history._meta.get_field(name).column) for name in stamp)
     actor = current_actor()
@@ -188,15 +197,16 @@ def record_reencrypted(model: type[models.Model], pks: Sequence, *, using: str =
         timezone.now(), connection, prepared=False
     )
     stamped = [now, CHANGED, current_via(), user, REENCRYPTED]
-    for start in range(0, len(pks), _PKS_PER_INSERT):
-        chunk = list(pks[start : start + _PKS_PER_INSERT])
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
         marks = ", ".join(["%s"] * len(chunk))
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {quote(history._meta.db_table)} ({copied}, {columns}) "  # noqa: S608
                 f"SELECT {copied}, %s, %s, %s, %s, %s FROM {quote(model._meta.db_table)} "
-                f"WHERE {quote(model._meta.pk.column)} IN ({marks})",
-                [*stamped, *chunk],
+                # The primary key finds the rows (its index); the token confirms each one.
+                f"WHERE {pk_column} IN ({marks}) AND {secret_column} IN ({marks})",
+                [*stamped, *(pk for pk, _ in chunk), *(token for _, token in chunk)],
             )
 
 

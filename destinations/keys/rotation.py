@@ -349,7 +349,9 @@ def _rotate_batch(
             )
             # Kept in the audit trail as a re-encryption, never as a key change: the key is
             # the same; neither token is written there.
-            record_reencrypted(model, [pk for _, pk, _ in updates], using=batch.alias)
+            record_reencrypted(
+                model, model_field.column, [(pk, new) for new, pk, _ in updates], using=batch.alias
+            )
     if unreadable:
         report.undecryptable += _describe(model, model_field, unreadable)
     report.checked += len(batch.rows)
