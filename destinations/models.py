@@ -5,6 +5,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from .audit.records import AuditedHistory, KeyChangeRecord, note_key_change
 from .keys.encryption import DecryptionError
 from .keys.fields import EncryptedTextField
 from .keys.routing import UNREADABLE_KEY, mask_routing_key
@@ -91,6 +92,14 @@ class Destination(models.Model):
     managed_by = models.CharField(max_length=255, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Who changed what and when (destinations/audit/). The key's column is left out of the
+    # snapshot: its token would be a copy of the secret; the record says "key changed" instead.
+    history = AuditedHistory(
+        excluded_fields=["routing_key"],
+        bases=[KeyChangeRecord],
+        verbose_name="destination change",
+        verbose_name_plural="destination changes",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -168,6 +177,7 @@ class Destination(models.Model):
         if key != self.readable_routing_key() or self.routing_key_rotated_at is None:
             self.routing_key = key
             self.routing_key_rotated_at = timezone.now()
+            note_key_change(self, mask_routing_key(key))
 
     def routing_key_age_days(self, now=None) -> int | None:
         if self.routing_key_rotated_at is None:

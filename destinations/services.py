@@ -8,10 +8,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from project import PRODUCT_NAME
 
+from .audit.records import update_recorded
 from .delivery.attempts import AttemptResult, FinishedAttempt, record_attempt, send_event
 from .delivery.outbox import destination_options
 from .keys.routing import mask_routing_key
@@ -250,3 +252,21 @@ def preview_event(destination: Destination) -> EventPreview:
         event={"routing_key": destination.masked_routing_key, **event},
         size=event_size(event),
     )
+
+
+@dataclass(frozen=True)
+class EnabledOutcome:
+    """How many records an enable/disable changed, and how many a configuration file manages."""
+
+    changed: int
+    managed: int
+
+
+def set_enabled(*, records: QuerySet, enabled: bool) -> EnabledOutcome:
+    """Enable or disable destinations or detections, keeping each change in the audit trail.
+
+    Records a configuration file manages are left alone: they change in their file only.
+    """
+    managed = records.exclude(managed_by="").count()
+    changed = update_recorded(records.filter(managed_by=""), enabled=enabled)
+    return EnabledOutcome(changed=changed, managed=managed)

@@ -12,7 +12,9 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_http_methods
 
+from destinations.admin.actions import disable_selected, enable_selected
 from destinations.admin.delivery import STATUS_STYLESHEET, may_view_deliveries, status_badge
+from destinations.admin.history import AuditTrailAdmin, ChangeListAdmin
 from destinations.admin.managed import ManagedRecordAdmin
 from destinations.delivery.routing import routes
 
@@ -99,8 +101,11 @@ def run_now(modeladmin, request, queryset):
     )
 
 
+admin.site.register(Detection.history.model, ChangeListAdmin)
+
+
 @admin.register(Detection)
-class DetectionAdmin(ManagedRecordAdmin, admin.ModelAdmin):
+class DetectionAdmin(AuditTrailAdmin, ManagedRecordAdmin, admin.ModelAdmin):
     form = DetectionForm
     empty_value_display = "—"
     list_display = [
@@ -114,7 +119,7 @@ class DetectionAdmin(ManagedRecordAdmin, admin.ModelAdmin):
     list_filter = ["enabled", "severity", "destinations"]
     search_fields = ["name", "description"]
     filter_horizontal = ["destinations"]
-    actions = [run_now]
+    actions = [run_now, enable_selected, disable_selected]
     readonly_fields = ["id", "pages", "recent_runs", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "id", "description", "severity", "enabled"]}),

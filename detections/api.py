@@ -322,6 +322,8 @@ def refused_authorization(request: HttpRequest, *, scope: str) -> JsonResponse |
         )
         return response
     else:
+        # Who made the request's changes, for the audit trail.
+        request.api_token = token
         return None
     response = error_response(401, authorization=problem)
     response["WWW-Authenticate"] = challenge

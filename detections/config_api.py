@@ -3,6 +3,7 @@
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from destinations.audit.attribution import acting, api_via
 from destinations.configuration import API_SOURCE
 from destinations.configuration.apply import apply_config
 from destinations.configuration.document import CONFIG_MAX_BYTES, ConfigRefused, parse_json
@@ -47,14 +48,16 @@ def _apply(request: HttpRequest) -> JsonResponse:
     except UnicodeDecodeError:
         return error_response(400, body="The body must be JSON in UTF-8.")
     try:
-        plan = apply_config(
-            data=parse_json(text),
-            managed_by=API_SOURCE,
-            dry_run=request.GET.get("dry_run", "").lower() in _YES,
-            prune=request.GET.get("prune", "").lower() in _YES,
-            # A config token is not a shell on the server: it may not have server files read.
-            key_files=False,
-        )
+        with acting(via=api_via(request.api_token.name)):
+            plan = apply_config(
+                data=parse_json(text),
+                managed_by=API_SOURCE,
+                dry_run=request.GET.get("dry_run", "").lower() in _YES,
+                prune=request.GET.get("prune", "").lower() in _YES,
+                # A config token is not a shell on the server: it may not have server files
+                # read.
+                key_files=False,
+            )
     except ConfigRefused as refusal:
         return JsonResponse({"errors": refusal.by_path(whole="body")}, status=400)
     return JsonResponse(plan.as_json())

@@ -5,6 +5,7 @@ import uuid
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 
+from destinations.audit.records import AuditedHistory
 from destinations.pagerduty.events import REPLAY_LINK_MAX_LENGTH
 
 # Counts and thresholds are stored as 64-bit integers; larger numbers are refused at the door.
@@ -81,6 +82,12 @@ class Detection(models.Model):
     managed_by = models.CharField(max_length=255, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Who changed what and when, the destinations it pages included (destinations/audit/).
+    history = AuditedHistory(
+        m2m_fields=["destinations"],
+        verbose_name="detection change",
+        verbose_name_plural="detection changes",
+    )
 
     class Meta:
         ordering = ["name"]

@@ -38,6 +38,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     # The API's docs page and its Swagger UI files, served from /static/ like the admin's.
     "ninja",
+    # The audit trail (destinations/audit/): django-simple-history rather than django-auditlog
+    # or django-pghistory. pghistory works on PostgreSQL only (triggers), and the embedded
+    # database is SQLite. simple-history declares Django 6.0 support (auditlog stops at 5.2),
+    # needs no other package, keeps a field-by-field snapshot that can leave a column out (the
+    # encrypted routing key), snapshots many-to-many choices, and has a "change reason" text
+    # field that holds how a change was made ("apply_config config/destinations.yml (by root)").
+    "simple_history",
     "destinations",
     "detections",
 ]
@@ -51,6 +58,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Hands the signed-in user to the audit trail's records (destinations/audit/records.py).
+    "simple_history.middleware.HistoryRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 
 from ..delivery.outbox import UNSTORED_KEY_TEST, retry_now
 from ..models import Delivery, DeliveryKind, DeliveryStatus
-from ..services import TestAlertOutcome
+from ..services import TestAlertOutcome, set_enabled
 from ..services import send_test_alert as send_test_alert_service
 
 # How to ask for the resolve, as each place that sends a test alert offers it.
@@ -43,6 +43,31 @@ def send_test_alert(modeladmin, request, queryset):
 def send_test_alert_and_resolve(modeladmin, request, queryset):
     for destination in queryset.order_by("name"):
         report_test_alert(modeladmin, request, destination, resolve=True)
+
+
+@admin.action(permissions=["change"], description="Enable selected %(verbose_name_plural)s")
+def enable_selected(modeladmin, request, queryset):
+    report_enabled(modeladmin, request, queryset, enabled=True)
+
+
+@admin.action(permissions=["change"], description="Disable selected %(verbose_name_plural)s")
+def disable_selected(modeladmin, request, queryset):
+    report_enabled(modeladmin, request, queryset, enabled=False)
+
+
+def report_enabled(modeladmin, request, queryset, *, enabled: bool) -> None:
+    """Enable or disable the selected records (each change kept in the audit trail)."""
+    outcome = set_enabled(records=queryset, enabled=enabled)
+    opts = queryset.model._meta
+    done = "enabled" if enabled else "disabled"
+    names = opts.verbose_name if outcome.changed == 1 else opts.verbose_name_plural
+    message = f"{outcome.changed} {names} {done}."
+    if outcome.managed:
+        message += (
+            f" {outcome.managed} managed by a configuration file left unchanged: change "
+            f"{'it' if outcome.managed == 1 else 'them'} in the file."
+        )
+    modeladmin.message_user(request, message, level=messages.SUCCESS)
 
 
 @admin.action(permissions=["change"], description="Retry now")

@@ -21,13 +21,18 @@ from ..models import Delivery, Destination
 from ..services import SAMPLE_RUN_DESCRIPTION, preview_event, send_test_alert
 from .actions import (
     RESOLVE_CHECKBOX,
+    disable_selected,
+    enable_selected,
     report_test_alert,
     send_test_alert_and_resolve,
     test_alert_level,
 )
 from .actions import send_test_alert as send_test_alert_action
 from .delivery import STATUS_STYLESHEET, may_view_deliveries, status_badge
+from .history import AuditTrailAdmin, ChangeListAdmin
 from .managed import ManagedRecordAdmin
+
+admin.site.register(Destination.history.model, ChangeListAdmin)
 
 
 class KeyAgeFilter(admin.SimpleListFilter):
@@ -48,7 +53,7 @@ class KeyAgeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Destination)
-class DestinationAdmin(ManagedRecordAdmin, admin.ModelAdmin):
+class DestinationAdmin(AuditTrailAdmin, ManagedRecordAdmin, admin.ModelAdmin):
     form = DestinationForm
     list_display = [
         "name",
@@ -71,7 +76,12 @@ class DestinationAdmin(ManagedRecordAdmin, admin.ModelAdmin):
         KeyAgeFilter,
     ]
     search_fields = ["name", "component", "group", "event_class"]
-    actions = [send_test_alert_action, send_test_alert_and_resolve]
+    actions = [
+        send_test_alert_action,
+        send_test_alert_and_resolve,
+        enable_selected,
+        disable_selected,
+    ]
     readonly_fields = [
         "masked_key",
         "routing_key_rotated_at",

@@ -12,6 +12,7 @@ from django.forms.utils import ErrorDict
 from detections.forms import DetectionForm
 from detections.models import Detection
 
+from ..audit.records import recorded_once, update_recorded
 from ..forms import DestinationForm
 from ..models import Destination
 from .document import ConfigRefused, Document, Entry, read_document
@@ -112,6 +113,8 @@ def _apply_references(document, applied, references, before, label, prune, error
     # Cleared first, so each form checks for loops (A → B → A) against the file's references
     # set so far, not against stored ones the file is about to replace.
     cleared = {option.field: None for option in references}
+    # Neither this nor the restore below is kept in the audit trail: together they change
+    # nothing, and a reference that does change is saved through the form, which is kept.
     Destination.objects.filter(pk__in=[i.pk for _, i, _ in applied]).update(**cleared)
     for entry, instance, _ in applied:
         data = _destination_data(entry, instance, key=None, ids=ids)
@@ -190,9 +193,11 @@ def _save(form: ModelForm, instance, *, changed: bool, label: str) -> None:
     """Save what changed; an unchanged record keeps its updated_at and is only marked."""
     if changed:
         instance.managed_by = label
-        form.save()
+        # One change in the audit trail, many-to-many choices included.
+        with recorded_once(instance, created=instance._state.adding):
+            form.save()
     elif instance.managed_by != label:
-        type(instance).objects.filter(pk=instance.pk).update(managed_by=label)
+        update_recorded(type(instance).objects.filter(pk=instance.pk), managed_by=label)
         instance.managed_by = label
 
 
@@ -222,7 +227,7 @@ def _leave(records, kind: str, *, prune: bool) -> list[Change]:
                 )
             )
     if not prune:
-        records.exclude(managed_by="").update(managed_by="")
+        update_recorded(records, managed_by="")
     return changes
 
 

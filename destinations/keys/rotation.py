@@ -15,6 +15,8 @@ from django.core.exceptions import ValidationError
 from django.db import connections, router, transaction
 from django.db.models import Model
 
+from ..audit.attribution import acting, command_via
+from ..audit.records import record_reencrypted
 from ..models import Destination
 from ..pagerduty.errors import UnexpectedFailure
 from ..services import TestAlertOutcome, send_test_alert
@@ -96,7 +98,7 @@ def rotate_routing_key(
         if not test.accepted:
             raise RotationRefused(_refusal_sentence(test, old_fingerprint))
 
-    with transaction.atomic():
+    with transaction.atomic(), acting(via=command_via("rotate_routing_key", operator=actor)):
         # Locked so that two rotations (or an admin edit) cannot interleave between the
         # comparison with the key we tested against and the write.
         locked = Destination.objects.select_for_update().defer("routing_key").get(pk=destination.pk)
@@ -344,6 +346,11 @@ def _rotate_batch(
             cursor.executemany(
                 f"UPDATE {table} SET {column} = %s WHERE {pk} = %s AND {column} = %s",  # noqa: S608
                 updates,
+            )
+            # Kept in the audit trail as a re-encryption, never as a key change: the key is
+            # the same; neither token is written there.
+            record_reencrypted(
+                model, model_field.column, [(pk, new) for new, pk, _ in updates], using=batch.alias
             )
     if unreadable:
         report.undecryptable += _describe(model, model_field, unreadable)

@@ -5,6 +5,7 @@
 # path (deliveries, failures, test alerts, a PagerDuty that echoes the key back) and then read
 # everything a person or another program could see.
 
+import html
 import io
 import json
 import pickle
@@ -16,6 +17,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from cryptography.fernet import Fernet
 from django.contrib import admin
 from django.core.management import call_command
 from django.db import connection
@@ -29,16 +31,19 @@ from destinations.pagerduty.client import PagerDutyClient
 from destinations.pagerduty.errors import PagerDutyError
 from destinations.pagerduty.events import serialize_event
 from detections.tokens import create_api_token
+from tests.support.admin_pages import destination_form_data
+from tests.support.audit_trail import FERNET_PREFIX, stored_trail_text
 from tests.support.factories import drain, make_destination, make_detection, record_run
 from tests.support.fake_pagerduty import Fault
 from tests.support.leak_guard import find_secrets, register_secret
 from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
-# A key typed into the form but never stored, and one a rotation brings in.
+# A key typed into the form but never stored, one a rotation brings in, one the admin stores.
 TYPED_KEY = "Tq4Wd8Lm2Xc6Vb0Nz3Hs7Jk1Pf5Gr9Ya"
 ROTATED_KEY = "Uo3Ie5Aw7Sy9Dx1Fc2Gv4Hb6Jn8Km0Lq"
-ALL_KEYS = {ROUTING_KEY, OTHER_ROUTING_KEY, TYPED_KEY, ROTATED_KEY}
+EDITED_KEY = "Pe6Rt8Yu0Io2Pa4Sd6Fg8Hj0Kl2Zx4Cv"
+ALL_KEYS = {ROUTING_KEY, OTHER_ROUTING_KEY, TYPED_KEY, ROTATED_KEY, EDITED_KEY}
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -136,7 +141,7 @@ def every_admin_url(surfaces_objects: dict) -> list[str]:
 
 @pytest.mark.slow  # crawls every admin page
 def test_no_page_answer_row_dump_or_command_output_holds_a_key(
-    admin_client, destination, fake_pagerduty, monkeypatch
+    admin_client, destination, fake_pagerduty, monkeypatch, settings
 ):
     surfaces = Surfaces()
     other = make_destination("Platform on-call", OTHER_ROUTING_KEY, component="db")
@@ -267,6 +272,24 @@ def test_no_page_answer_row_dump_or_command_output_holds_a_key(
         surfaces.check(f"manage.py {name}", out.getvalue() + err.getvalue())
     assert Destination.objects.get(pk=other.pk).routing_key == ROTATED_KEY
 
+    # A key the admin stores through the form, then re-encryption under a new first key: both
+    # are kept in the audit trail, which shows and stores neither key nor token.
+    page = admin_client.post(
+        reverse("admin:destinations_destination_change", args=[other.pk]),
+        destination_form_data(name=other.name, routing_key=EDITED_KEY, component="db"),
+    )
+    assert page.status_code == 302
+    settings.FIELD_ENCRYPTION_KEYS = [
+        Fernet.generate_key().decode(),
+        *settings.FIELD_ENCRYPTION_KEYS,
+    ]
+    call_command("rotate_encryption_key", stdout=io.StringIO())
+    history = reverse("admin:destinations_destination_history", args=[other.pk])
+    page = admin_client.get(history).content.decode()
+    assert "key changed (••••" + EDITED_KEY[-4:] + ")" in html.unescape(page)
+    assert "key re-encrypted" in page
+    surfaces.check("the audit trail of a re-keyed destination", page)
+
     # Every admin page, as a superuser sees it, and the public health answer.
     delivery = Delivery.objects.filter(status="failed").first()
     urls = every_admin_url({Delivery: delivery})
@@ -290,6 +313,9 @@ def test_no_page_answer_row_dump_or_command_output_holds_a_key(
         tokens = [token for (token,) in cursor.fetchall()]
     assert tokens and all(token.startswith("gAAAAA") for token in tokens)  # Fernet tokens only
     surfaces.check("routing_key column", "\n".join(tokens))
+    trail = stored_trail_text()
+    assert FERNET_PREFIX not in trail  # the trail holds no token either, old or new
+    surfaces.check("audit trail tables", trail)
     for label in ("destinations", None):
         out = io.StringIO()
         call_command("dumpdata", *([label] if label else []), stdout=out)

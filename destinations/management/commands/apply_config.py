@@ -3,6 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
+from destinations.audit.attribution import acting, command_via
 from destinations.configuration import STDIN_SOURCE
 from destinations.configuration.apply import apply_config
 from destinations.configuration.document import CONFIG_MAX_BYTES, ConfigRefused, parse_yaml
@@ -46,13 +47,14 @@ class Command(ProductCommand):
     def handle(self, *args, file: str, dry_run: bool, check: bool, prune: bool, **options):
         text, source, base_dir = _read(file, options.get("stdin") or sys.stdin)
         try:
-            plan = apply_config(
-                data=parse_yaml(text),
-                managed_by=source,
-                dry_run=dry_run or check,
-                prune=prune,
-                base_dir=base_dir,
-            )
+            with acting(via=command_via("apply_config", source)):
+                plan = apply_config(
+                    data=parse_yaml(text),
+                    managed_by=source,
+                    dry_run=dry_run or check,
+                    prune=prune,
+                    base_dir=base_dir,
+                )
         except ConfigRefused as refusal:
             listed = "\n".join(f"  {path or source}: {message}" for path, message in refusal.errors)
             count = len(refusal.errors)

@@ -2,6 +2,7 @@ from argparse import ArgumentTypeError
 
 from django.core.management.base import CommandError
 
+from destinations.audit.attribution import acting, command_via
 from destinations.keys.encryption import EncryptionKeyError
 from destinations.keys.rotation import DEFAULT_BATCH_SIZE, rotate_encryption_keys
 from project.commands import ProductCommand
@@ -39,11 +40,12 @@ class Command(ProductCommand):
 
     def handle(self, *args, batch_size: int, check: bool, **options):
         try:
-            report = rotate_encryption_keys(
-                batch_size=batch_size,
-                check_only=check,
-                progress=self.stdout.write if options["verbosity"] else None,
-            )
+            with acting(via=command_via("rotate_encryption_key")):
+                report = rotate_encryption_keys(
+                    batch_size=batch_size,
+                    check_only=check,
+                    progress=self.stdout.write if options["verbosity"] else None,
+                )
         except EncryptionKeyError as error:
             raise CommandError(str(error)) from None
         self.stdout.write(report.summary())
