@@ -15,7 +15,7 @@ from project import PRODUCT_NAME
 from .delivery.attempts import AttemptResult, FinishedAttempt, record_attempt, send_event
 from .delivery.outbox import destination_options
 from .keys.routing import mask_routing_key
-from .models import Delivery, DeliveryKind, DeliveryStatus, Destination
+from .models import TEST_DEDUP_PREFIX, Delivery, DeliveryKind, DeliveryStatus, Destination
 from .pagerduty.client import PagerDutyClient
 from .pagerduty.events import (
     EVENT_MAX_BYTES,
@@ -25,8 +25,6 @@ from .pagerduty.events import (
     build_trigger_event,
     event_size,
 )
-
-TEST_DEDUP_PREFIX = "test-"
 
 logger = logging.getLogger("destinations.test_alerts")
 
