@@ -8,6 +8,7 @@ transaction as the delivery's status, the attempt or the run, a counter never di
 what was stored: both are kept or both are rolled back.
 """
 
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -43,7 +44,11 @@ ATTEMPT_DURATION_BUCKETS = (
 )
 # The labels Prometheus gives them (as prometheus_client writes them), the last one unbounded.
 BUCKET_LABELS = (*(floatToGoString(bound) for bound in ATTEMPT_DURATION_BUCKETS), "+Inf")
+# The same bounds in milliseconds (what an attempt stores), for bisect.
+_BUCKET_BOUNDS_MS = [bound * 1000 for bound in ATTEMPT_DURATION_BUCKETS]
 RATE_LIMITED_STATUS = 429
+# A final status as the plain text stored in a tally row.
+_OUTCOMES = {status: status.value for status in FINISHED}
 
 
 def add_to_tallies(
@@ -108,9 +113,9 @@ def count_finished(finished: Iterable[tuple[Delivery, str]]) -> None:
     delivered, as it was.
     """
     counts = Counter(
-        (delivery.destination_id, metrics_kind(delivery), str(status))
+        (delivery.destination_id, metrics_kind(delivery), _OUTCOMES[status])
         for delivery, status in finished
-        if status in FINISHED
+        if status in _OUTCOMES
     )
     add_to_tallies(
         DeliveryOutcomeTally,
@@ -149,8 +154,4 @@ def count_attempts(attempts: Iterable[tuple[Delivery, int | None, int]]) -> None
 
 def bucket_label(duration_ms: int) -> str:
     """The label of the smallest bucket that holds an attempt of this duration."""
-    seconds = duration_ms / 1000
-    for bound, label in zip(ATTEMPT_DURATION_BUCKETS, BUCKET_LABELS, strict=False):
-        if seconds <= bound:
-            return label
-    return BUCKET_LABELS[-1]
+    return BUCKET_LABELS[bisect_left(_BUCKET_BOUNDS_MS, duration_ms)]
