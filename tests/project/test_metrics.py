@@ -250,6 +250,14 @@ def test_with_the_token_the_metrics_are_served_and_the_token_is_never_logged(
     assert METRICS_TOKEN not in caplog.text
 
 
+def test_a_scraper_asking_for_openmetrics_gets_it(client, destination):
+    response = client.get(METRICS_URL, headers={"Accept": "application/openmetrics-text"})
+    assert response["Content-Type"].startswith("application/openmetrics-text")
+    text = response.content.decode()
+    assert text.endswith("# EOF\n")
+    assert f'detection_destinations_deliveries_total{{destination="{destination.name}"' in text
+
+
 def test_only_get_and_head(client):
     assert client.head(METRICS_URL).status_code == 200
     response = client.post(METRICS_URL)
