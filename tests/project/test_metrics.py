@@ -258,6 +258,14 @@ def test_a_scraper_asking_for_openmetrics_gets_it(client, destination):
     assert f'detection_destinations_deliveries_total{{destination="{destination.name}"' in text
 
 
+def test_it_is_served_over_https_only_when_the_site_redirects(client, settings):
+    # Unlike /healthz, which load balancers probe over plain HTTP: a token must not go in clear.
+    settings.SECURE_SSL_REDIRECT = True
+    response = client.get(METRICS_URL)
+    assert (response.status_code, response["Location"]) == (301, "https://testserver/metrics")
+    assert client.get(METRICS_URL, secure=True).status_code == 200
+
+
 def test_only_get_and_head(client):
     assert client.head(METRICS_URL).status_code == 200
     response = client.post(METRICS_URL)
@@ -290,7 +298,7 @@ def test_a_scrape_costs_the_same_queries_with_10_or_200_deliveries_stored(
         )
         return len(captured)
 
-    assert queries_with(10) == queries_with(200)
+    assert queries_with(10) == queries_with(200) == 6  # destinations, 4 tallies, the queue
 
 
 @pytest.mark.django_db(transaction=True)
