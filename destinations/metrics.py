@@ -45,9 +45,6 @@ PREFIX = "detection_destinations"
 class DeliveryMetrics(Collector):
     """The product's metrics, read from the database at each scrape."""
 
-    def __init__(self, *, now=timezone.now) -> None:
-        self._now = now
-
     def collect(self) -> Iterator[Metric]:
         # Every destination's series are exported, at zero until something happens, so that
         # rate() and increase() see a destination's first failure (a series that appears with
@@ -56,7 +53,7 @@ class DeliveryMetrics(Collector):
         yield deliveries_total(names)
         yield attempt_duration(names)
         yield rate_limited_total(names)
-        yield from queue_figures(now=self._now())
+        yield from queue_figures(now=timezone.now())
         yield runs_total()
 
 
