@@ -11,6 +11,7 @@ from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from destinations.delivery.claims import claim_due
 from destinations.delivery.outbox import retry_now
 from destinations.models import AttemptDurationTally, Delivery, DeliveryAttempt, DeliveryStatus
 from destinations.services import send_test_alert
@@ -174,6 +175,23 @@ def test_a_resolve_voided_by_a_rotated_key_counts_as_a_failed_resolve(
     tests = Delivery.objects.filter(dedup_key__startswith="test-", status="delivered").count()
     assert delivered(scraped, resolving.name, kind="test") == tests >= 1
     assert delivered(scraped, resolving.name, kind="resolve") == 0
+
+
+def test_the_queue_counts_unfinished_pages_by_status_and_leaves_tests_out(
+    client, destination, fake_pagerduty
+):
+    fake_pagerduty.refuse_key(ROUTING_KEY, 403)
+    test = send_test_alert(destination=destination, sent_by="admin").delivery
+    queue_event(destination, "incident-1")
+    queue_event(destination, "incident-2")
+    claim_due(limit=1)  # a worker holds one page now
+    retry_now([test])  # and a test alert is waiting again
+
+    scraped = scrape(client)
+    assert scraped.series(QUEUE) == {(("status", "pending"),): 1, (("status", "sending"),): 1}
+    queued_at = Delivery.objects.filter(dedup_key__startswith="incident").earliest("queued_at")
+    age = (timezone.now() - queued_at.queued_at).total_seconds()
+    assert 0 < scraped.value(OLDEST) <= age
 
 
 def test_runs_are_counted_by_outcome_and_a_repeat_is_not(client, token, detection):
