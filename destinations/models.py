@@ -199,6 +199,11 @@ class DeliveryStatus(models.TextChoices):
 
 
 UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
+FINISHED = (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED)
+
+# A test alert's dedup key starts with this, and so does the resolve sent after it (a delivery of
+# kind `resolve`): that is how a test's resolve is told from a detection's (whose keys are hex).
+TEST_DEDUP_PREFIX = "test-"
 
 
 class Delivery(models.Model):
@@ -312,3 +317,61 @@ class RateBudget(models.Model):
 
     def __str__(self) -> str:
         return f"budget of {self.destination_id}"
+
+
+# The counters behind GET /metrics (destinations/metrics.py reads them, destinations/tallies.py
+# adds to them in the transaction that stores what they count). Kept in the database rather than
+# in each process: every web process and worker, on any host, reads and adds to the same figures,
+# which survive restarts and the pruning of the delivery log. Rows cascade with their
+# destination, so a deleted destination's series disappear.
+
+
+class DeliveryOutcomeTally(models.Model):
+    """How many deliveries of one kind reached one final status at one destination, ever."""
+
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="+")
+    # trigger or resolve of a detection's incident, or test (a test alert or the resolve after it)
+    kind = models.CharField(max_length=8)
+    outcome = models.CharField(max_length=10)  # delivered or failed
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["destination", "kind", "outcome"], name="delivery_outcome_tally_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.outcome} at {self.destination_id}: {self.count}"
+
+
+class AttemptDurationTally(models.Model):
+    """One bucket of a destination's attempt-duration histogram: attempts and their total time."""
+
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="+")
+    # The bucket's upper bound as Prometheus writes it ("0.25", "+Inf"); each attempt is counted
+    # in its own bucket only, and the scrape adds them up into cumulative buckets.
+    le = models.CharField(max_length=16)
+    count = models.PositiveBigIntegerField(default=0)
+    duration_ms = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["destination", "le"], name="attempt_duration_tally_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"attempts up to {self.le} s at {self.destination_id}: {self.count}"
+
+
+class RateLimitedTally(models.Model):
+    """How many attempts to a destination PagerDuty answered 429 (rate limited), ever."""
+
+    destination = models.OneToOneField(
+        Destination, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    count = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"429s at {self.destination_id}: {self.count}"

@@ -17,7 +17,7 @@ from .audit.records import update_recorded
 from .delivery.attempts import AttemptResult, FinishedAttempt, record_attempt, send_event
 from .delivery.outbox import destination_options
 from .keys.routing import mask_routing_key
-from .models import Delivery, DeliveryKind, DeliveryStatus, Destination
+from .models import TEST_DEDUP_PREFIX, Delivery, DeliveryKind, DeliveryStatus, Destination
 from .pagerduty.client import PagerDutyClient
 from .pagerduty.events import (
     EVENT_MAX_BYTES,
@@ -27,8 +27,6 @@ from .pagerduty.events import (
     build_trigger_event,
     event_size,
 )
-
-TEST_DEDUP_PREFIX = "test-"
 
 logger = logging.getLogger("destinations.test_alerts")
 

@@ -132,6 +132,18 @@ class DetectionRun(models.Model):
         return f"{self.detection.name} run {self.run_id}"
 
 
+class RunOutcomeTally(models.Model):
+    """How many detection runs were recorded with one outcome, ever (GET /metrics reads it)."""
+
+    # In the database, as the delivery tallies (destinations/models.py): every process agrees,
+    # and the figure outlives restarts.
+    outcome = models.CharField(max_length=12, choices=Outcome.choices, primary_key=True)
+    count = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.outcome} runs: {self.count}"
+
+
 class TokenScope(models.TextChoices):
     RUNS = "runs", "runs (records detection runs)"
     CONFIG = "config", "config (exports and applies the configuration)"

@@ -14,9 +14,10 @@ from destinations.delivery.routing import Route, routes
 from destinations.models import Delivery, Destination
 from destinations.pagerduty.client import REGION_EVENTS_URLS, events_url
 from destinations.pagerduty.events import dedup_key_for
+from destinations.tallies import add_to_tallies
 
 from .intake import RunFields, validate_run_body
-from .models import Detection, DetectionRun, RunType
+from .models import Detection, DetectionRun, RunOutcomeTally, RunType
 from .outcomes import evaluate_outcome, matching_count
 
 logger = logging.getLogger("detections.intake")
@@ -271,6 +272,10 @@ def _record(detection: Detection, fields: RunFields) -> RecordedRun:
                 replay_link=fields.replay_link,
             )
             deliveries = enqueue_run_deliveries(run)
+            # /metrics runs_total, kept with the run: a refused or repeated post adds nothing.
+            add_to_tallies(
+                RunOutcomeTally, {(run.outcome,): (1,)}, key=("outcome",), values=("count",)
+            )
     except IntegrityError:
         # A simultaneous post of the same run_id won the unique constraint; answer with its run.
         existing = recorded_run(fields.run_id)

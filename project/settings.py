@@ -194,6 +194,10 @@ PAGERDUTY_DEFAULT_SOURCE = env("PAGERDUTY_DEFAULT_SOURCE", default="detection-de
 # PagerDuty recommends rotating integration keys every 90 days.
 ROUTING_KEY_MAX_AGE_DAYS = env.int("ROUTING_KEY_MAX_AGE_DAYS", default=90)
 
+# GET /metrics (Prometheus) asks for this bearer token when it is set; empty leaves it open, as
+# /healthz is. It is compared as a hash in constant time and never logged.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
 # Delivery (design §6). Attempts and age count from when a delivery was queued or re-queued.
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=30)
 # Past this a page is stale: it is marked failed (visible in the admin and /healthz) instead.

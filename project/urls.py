@@ -3,7 +3,7 @@ from django.http import HttpResponse
 from django.urls import include, path
 
 from detections.api import api as detections_api
-from project import healthz
+from project import healthz, metrics
 
 
 def no_favicon(request):
@@ -18,5 +18,6 @@ urlpatterns = [
     path("api/v1/", include("detections.urls")),
     path("api/v1/", detections_api.urls),
     path("healthz", healthz.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("favicon.ico", no_favicon),
 ]

@@ -19,6 +19,7 @@ from ..pagerduty.errors import PagerDutyError, UnexpectedFailure
 from ..pagerduty.events import (
     serialize_event,
 )
+from ..tallies import count_attempts, count_finished
 from .outbox import queue_fallbacks, queue_test_resolves
 from .policy import give_up_reason, retry_delay_seconds
 
@@ -323,6 +324,16 @@ def record_attempts(attempts: Sequence[FinishedAttempt], *, retry: bool = True) 
                 )
                 for attempt, (_, _, outcome) in zip(attempts, changes, strict=True)
             ]
+        )
+        # The /metrics counters, in this transaction: one statement for the whole batch each.
+        count_attempts(
+            (attempt.delivery, attempt.result.status_code, attempt.result.duration_ms)
+            for attempt in attempts
+        )
+        count_finished(
+            (attempt.delivery, status)
+            for attempt, (status, _, _), was_moved in zip(attempts, changes, moved, strict=True)
+            if was_moved
         )
     statuses = []
     for attempt, (status, fields, outcome), was_moved in zip(attempts, changes, moved, strict=True):

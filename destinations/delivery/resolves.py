@@ -16,6 +16,7 @@ from ..models import (
     Destination,
 )
 from ..pagerduty.events import build_resolve_event, dedup_key_for
+from ..tallies import count_finished
 
 logger = logging.getLogger("destinations.delivery")
 
@@ -71,6 +72,8 @@ def queue_auto_resolves(run, *, now: datetime) -> list[Delivery]:
         ):
             _void(resolve, now=now)
         resolves.append(resolve)
+    # Stored by the caller in this transaction; a voided resolve is finished (failed) already.
+    count_finished((resolve, resolve.status) for resolve in resolves)
     return resolves
 
 
@@ -137,6 +140,7 @@ def void_resolves_through_replaced_keys(
             lease_expires_at=None,
             lease_token=None,
         )
+    count_finished((row, row.status) for row in voided)
     return [row for row in rows if row.pk not in voided_ids]
 
 

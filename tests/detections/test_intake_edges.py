@@ -314,7 +314,7 @@ def test_the_command_says_to_run_again_when_the_database_is_unreachable(
 # Through gunicorn, as the Procfile runs it.
 
 
-def start_gunicorn(site: Site) -> tuple[object, str]:
+def start_gunicorn(site: Site, *, workers: int = 1) -> tuple[object, str]:
     port = free_port()
     process = site.spawn(
         PYTHON,
@@ -324,7 +324,7 @@ def start_gunicorn(site: Site) -> tuple[object, str]:
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
-        "1",
+        str(workers),
         # Each site's own: the default control socket is one path for every gunicorn.
         "--control-socket",
         str(site.data_dir / "gunicorn.ctl"),
