@@ -34,6 +34,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     # The API's docs page and its Swagger UI files, served from /static/ like the admin's.
     "ninja",
+    # The admin's date drill-down offered without querying the dates a long log holds.
+    "django_admin_lightweight_date_hierarchy",
     "destinations",
     "detections",
 ]
