@@ -18,7 +18,7 @@ from destinations.admin import list_size
 from destinations.models import Delivery, DeliveryKind, DeliveryStatus
 from detections.models import DetectionRun
 from tests.support.admin_pages import page_text
-from tests.support.factories import make_destination, make_detection
+from tests.support.factories import make_destination, make_detection, record_run
 from tests.support.routing_keys import OTHER_ROUTING_KEY, ROUTING_KEY
 
 LOG_URL = reverse("admin:destinations_delivery_changelist")
@@ -263,3 +263,27 @@ def test_on_postgresql_a_filtered_page_reads_its_index(secops):
         plan = page.explain()
     assert "delivery_status_newest" in plan
     assert "Sort" not in plan
+
+
+def test_a_detections_page_counts_the_deliveries_of_its_newest_runs(admin_client, secops):
+    platform = make_destination("Platform on-call", OTHER_ROUTING_KEY)
+    detection = make_detection("Suspicious Login Attempts", secops, platform)
+    now = timezone.now()
+    for n in range(12):
+        record_run(detection, f"run-{n:02d}", ran_at=now - timedelta(minutes=n))
+    record_run(detection, "run-quiet", match_count=0, ran_at=now + timedelta(minutes=1))
+
+    page = admin_client.get(reverse("admin:detections_detection_change", args=[detection.pk]))
+
+    table = re.search(r'<table class="recent-runs">.*?</table>', page.content.decode(), re.S)
+    cells = [
+        [
+            " ".join(re.sub(r"<[^>]+>", " ", cell).split())
+            for cell in re.findall(r"<td>(.*?)</td>", row, re.S)
+        ]
+        for row in re.findall(r"<tr>(.*?)</tr>", table.group(0), re.S)
+    ]
+    # Run id and deliveries of each row (the header row has no cells).
+    rows = [(row[1], row[5]) for row in cells if row]
+    # The ten newest, newest first: the run that matched nothing paged nobody.
+    assert rows == [("run-quiet", "0")] + [(f"run-{n:02d}", "2") for n in range(9)]
