@@ -52,7 +52,7 @@ class ListSize:
         return f"more than {COUNT_CAP:,} {plural}"
 
 
-def capped_count(queryset, cap: int = COUNT_CAP) -> int:
+def capped_count(queryset, cap: int) -> int:
     """The number of rows, counting at most cap + 1 of them (cap + 1 means "more than cap")."""
     # COUNT(*) over a LIMITed subquery: the database stops reading at cap + 1 rows. The order
     # is dropped, since it cannot change how many rows there are.
@@ -88,7 +88,7 @@ class BoundedCountPaginator(Paginator):
     @cached_property
     def size(self) -> ListSize:
         queryset = self.object_list
-        counted = capped_count(queryset)
+        counted = capped_count(queryset, COUNT_CAP)
         if counted <= COUNT_CAP:
             return ListSize(rows=counted, exact=True)
         if not queryset.query.has_filters():
