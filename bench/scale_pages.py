@@ -2,9 +2,9 @@
 
 Run in the site's environment (bench.sites.Site.bench_step); prints one JSON line at the end.
 `setup` stores the destinations and detections through the ORM and prints each detection's
-event; `time` times every admin page, /healthz, /metrics and the worker's claim on whatever the
-database holds. Pages go through the whole middleware stack by Django's test client, logged in as
-a superuser (as bench/page_timing.py does), so the figures are the views' own cost.
+event; `time` times every admin page, /healthz, /metrics and the worker's claim on each database
+named, taking turns. Pages go through the whole middleware stack by Django's test client, logged
+in as a superuser (as bench/page_timing.py does), so the figures are the views' own cost.
 """
 
 from __future__ import annotations
@@ -132,17 +132,11 @@ def use_database(name: str) -> None:
     connection.ensure_connection()
 
 
-class Timed:
-    """One item: how to run it once on the current database (a request or a claim)."""
-
-    def __init__(self, run) -> None:
-        self.run = run
-
-    def once(self) -> tuple[float, int | None]:
-        """Milliseconds of one run, and its status (200, 404… or 200 for a claim)."""
-        started = time.perf_counter()
-        status = self.run()
-        return 1000 * (time.perf_counter() - started), status
+def timed(run) -> tuple[float, int]:
+    """Milliseconds of one call of `run`, and the status it returns (200, 404…)."""
+    started = time.perf_counter()
+    status = run()
+    return 1000 * (time.perf_counter() - started), status
 
 
 def time_all(*, requests: int, databases: list[str]) -> dict:
@@ -167,29 +161,30 @@ def time_all(*, requests: int, databases: list[str]) -> dict:
     paths = pages()
     anonymous = Client()
 
-    def item(name: str, database: str) -> Timed:
+    def item(name: str, database: str):
+        """A call that runs the item once on the current database and returns its status."""
         if name == "claim":
-            return Timed(lambda: claim_once() is not None and 200)
+            return lambda: claim_once() >= 0 and 200
         if name in ("healthz", "metrics"):
-            return Timed(lambda: anonymous.get(f"/{name}").status_code)
-        return Timed(lambda: clients[database].get(paths[name]).status_code)
+            return lambda: anonymous.get(f"/{name}").status_code
+        return lambda: clients[database].get(paths[name]).status_code
 
     results: dict = {database: {} for database in databases}
     for name in [*paths, "healthz", "metrics", "claim"]:
         times: dict[str, list[float]] = {database: [] for database in databases}
         for database in databases:
             use_database(database)
-            timed = item(name, database)
-            _, status = timed.once()  # warms caches (templates, content types)
+            run = item(name, database)
+            _, status = timed(run)  # warms caches (templates, content types)
             with CaptureQueriesContext(connection) as queries:
-                timed.once()
+                timed(run)
             results[database][name] = {"status": status, "queries": len(queries)}
         if any(results[database][name]["status"] != 200 for database in databases):
             continue
         for _ in range(requests):
             for database in databases:
                 use_database(database)
-                times[database].append(item(name, database).once()[0])
+                times[database].append(timed(item(name, database))[0])
         for database in databases:
             results[database][name]["p50_ms"] = round(statistics.median(times[database]), 1)
     return results
