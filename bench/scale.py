@@ -13,8 +13,8 @@ that both meet the same load from the rest of the machine. The model (also in th
   size less 1,000 large. A store grows by its history, not by today's traffic.
 
 LARGE is 10 million by the design (§12); `make bench` loads LARGE_DEFAULT instead, the most this
-2-core machine loads while the whole `make bench` stays under 10 minutes (bench/README.md).
-BENCH_SCALE_DELIVERIES sets it, e.g. 10000000 for the full size (about 15 minutes, 25 GB).
+2-core machine loads while the whole `make bench` stays under 10 minutes (README, *Scale*).
+BENCH_SCALE_DELIVERIES sets it, e.g. 10000000 for the full size (25 minutes and 27 GB here).
 """
 
 from __future__ import annotations
