@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import scale
+
 
 @dataclass(frozen=True)
 class Target:
@@ -42,6 +44,8 @@ TARGETS = (
     Target("health.p50_ms", "admin", "ms", "<= 500"),
     Target("rotation.rows_per_s", "rotation", "/s", ">= 2000"),
     Target("rotation.rows_per_s_in_process", "rotation", "/s"),
+    # Flat costs (§12): each item's median with the large store over the small one's.
+    *(Target(f"scale.{item}.ratio", "scale", "×", f"<= {scale.MAX_RATIO}") for item in scale.ITEMS),
 )
 
 
@@ -62,6 +66,34 @@ def evaluate(results: dict, sections: list[str]) -> dict:
         for target in TARGETS
         if target.section in sections
     }
+
+
+def scale_lines(results: dict) -> list[str]:
+    """The scale section's medians at both sizes, one line an item."""
+    measured = results.get("scale")
+    if not measured:
+        return []
+    if "skipped" in measured:
+        return ["", f"Scale: skipped ({measured['skipped']})"]
+    setup = measured.get("setup", {})
+    small, large = setup.get("small", 0), setup.get("large", 0)
+    lines = ["", f"Scale, median ms with {small:,} and {large:,} deliveries (ratio, queries):"]
+    if large < setup.get("design_large", large):
+        lines.append(
+            f"  (the design's {setup['design_large']:,} is BENCH_SCALE_DELIVERIES="
+            f"{setup['design_large']}; {large:,} is what fits in make bench here)"
+        )
+    for item in scale.ITEMS:
+        figures = measured.get(item, {})
+        if "note" in figures:
+            lines.append(f"  {item}: {figures['note']}")
+        elif figures:
+            lines.append(
+                f"  {item}: {figures['small_ms']:g} → {figures['large_ms']:g} ms"
+                f" (×{figures['ratio']:g}, queries {figures['queries_small']}"
+                f" → {figures['queries_large']})"
+            )
+    return lines
 
 
 def table(results: dict, sections: list[str]) -> str:
@@ -99,6 +131,7 @@ def table(results: dict, sections: list[str]) -> str:
                 "PostgreSQL, deliveries/s by worker processes (--concurrency 8 each): "
                 + ", ".join(f"{n}: {rate:g}" for n, rate in pg["by_processes"].items())
             )
+    lines += scale_lines(results)
     health_note = lookup(results, "health.note")
     if health_note:
         lines.append(f"Health page: {health_note}")

@@ -273,8 +273,21 @@ class Delivery(models.Model):
             models.Index(fields=["status", "lease_expires_at"], name="delivery_lease"),
             # Order per incident: is an earlier delivery for this destination and key unfinished?
             models.Index(fields=["destination", "dedup_key", "id"], name="delivery_incident"),
-            # The destination list's last status and the health page.
+            # The destination list's last status and the health page; the delivery log filtered
+            # by destination.
             models.Index(fields=["destination", "-created_at"], name="delivery_recent"),
+            # The delivery log's page, in its order, unfiltered (and by day) or by each filter:
+            # without them a page of the newest rows sorts every matching row first.
+            models.Index(fields=["-created_at", "-id"], name="delivery_newest"),
+            models.Index(fields=["status", "-created_at", "-id"], name="delivery_status_newest"),
+            models.Index(fields=["kind", "-created_at", "-id"], name="delivery_kind_newest"),
+            # And one destination's failures (or pending ones), the pair of filters most used.
+            models.Index(
+                fields=["destination", "status", "-created_at", "-id"],
+                name="delivery_destination_status",
+            ),
+            # /healthz's failures of the last 24 hours, without reading every failure kept.
+            models.Index(fields=["status", "finished_at"], name="delivery_finished"),
         ]
 
     def __str__(self) -> str:

@@ -126,7 +126,15 @@ class DetectionRun(models.Model):
 
     class Meta:
         ordering = ["-ran_at", "-id"]
-        indexes = [models.Index(fields=["detection", "-ran_at"], name="run_detection_ran_at")]
+        indexes = [
+            # A detection's newest runs (its page, its list's last outcome), and the run log
+            # filtered by detection.
+            models.Index(fields=["detection", "-ran_at"], name="run_detection_ran_at"),
+            # The run log's page, in its order, unfiltered (and by day) or by each filter.
+            models.Index(fields=["-ran_at", "-id"], name="run_newest"),
+            models.Index(fields=["outcome", "-ran_at", "-id"], name="run_outcome_newest"),
+            models.Index(fields=["run_type", "-ran_at", "-id"], name="run_type_newest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.detection.name} run {self.run_id}"

@@ -45,6 +45,8 @@ INSTALLED_APPS = [
     # encrypted routing key), snapshots many-to-many choices, and has a "change reason" text
     # field that holds how a change was made ("apply_config config/destinations.yml (by root)").
     "simple_history",
+    # The admin's date drill-down offered without querying the dates a long log holds.
+    "django_admin_lightweight_date_hierarchy",
     "destinations",
     "detections",
 ]

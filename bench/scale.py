@@ -1,0 +1,190 @@
+"""Flat costs: the admin's pages, /healthz, /metrics and the claim at 10 thousand and millions.
+
+One PostgreSQL database is filled with 10 thousand deliveries; a copy of it is grown with history
+to the large size; then every item is timed on both, the two taking turns request by request so
+that both meet the same load from the rest of the machine. The model (also in the README):
+
+- 20 destinations and 40 detections (detection i pages destination i mod 20); every delivery
+  has its detection run and one attempt, as the worker leaves them; 3 in 100 failed, 1 in 100 is
+  a test alert, the rest were delivered;
+- the last 24 hours are the same at both sizes: RECENT deliveries (PENDING of them due now,
+  waiting for the worker), so the figures a page shows of "now" do not change;
+- the rest is history, spread evenly over the year before that: 9,000 rows small, the large
+  size less 1,000 large. A store grows by its history, not by today's traffic.
+
+LARGE is 10 million by the design (§12); `make bench` loads LARGE_DEFAULT instead, the most this
+2-core machine loads while the whole `make bench` stays under 10 minutes (README, *Scale*).
+BENCH_SCALE_DELIVERIES sets it, e.g. 10000000 for the full size (25 minutes and 27 GB here).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from . import postgres, scale_fill
+from .sites import Site
+
+DESTINATIONS = 20
+DETECTIONS = 40
+SMALL = 10_000
+LARGE = 10_000_000
+LARGE_DEFAULT = 1_000_000
+RECENT = 1_000
+PENDING = 20
+DAY = 86_400
+YEAR = 365 * DAY
+REQUESTS = 7
+# The check of every figure: the large store's median within this many times the small one's.
+MAX_RATIO = 1.5
+# Nothing is sent: the events URL only has to be set.
+UNUSED_EVENTS_URL = "http://127.0.0.1:9/v2/enqueue"
+# What is timed, in the order of the table (bench/scale_pages.py names the paths).
+ITEMS = (
+    "index",
+    "destinations",
+    "destination",
+    "detections",
+    "detection",
+    "runs",
+    "runs_matched",
+    "runs_error",
+    "runs_manual",
+    "runs_detection",
+    "run",
+    "deliveries",
+    "deliveries_failed",
+    "deliveries_pending",
+    "deliveries_test",
+    "deliveries_trigger",
+    "deliveries_destination",
+    "deliveries_day",
+    "deliveries_failed_destination",
+    "deliveries_page_2",
+    "delivery",
+    "health",
+    "healthz",
+    "metrics",
+    "claim",
+)
+
+
+def large_size() -> int:
+    """The large store's deliveries: BENCH_SCALE_DELIVERIES, or LARGE_DEFAULT."""
+    size = int(os.environ.get("BENCH_SCALE_DELIVERIES") or LARGE_DEFAULT)
+    if size <= SMALL:
+        raise ValueError(f"BENCH_SCALE_DELIVERIES must be over {SMALL:,}, not {size:,}")
+    return size
+
+
+def measure(workdir: Path, *, log=print) -> dict:
+    """Each item's median at both sizes and their ratio, or why it was not run."""
+    url = postgres.server_url()
+    if url is None:
+        return {"skipped": "BENCH_DATABASE_URL is set empty"}
+    try:
+        postgres._connect(url).close()
+    except psycopg.Error as error:
+        return {"skipped": f"no PostgreSQL reachable: {error}".strip()}
+    large = large_size()
+    with postgres.databases(url) as create:
+        small_name = create("small")
+        site = Site.create(
+            workdir / "scale",
+            events_url=UNUSED_EVENTS_URL,
+            database_url=postgres._with_database(url, small_name),
+        )
+        site.manage("migrate", "--noinput", "-v", "0")
+        site.manage("collectstatic", "--noinput", "-v", "0")  # the pages name hashed files
+        made = site.bench_step(
+            "scale_pages",
+            "setup",
+            "--destinations",
+            str(DESTINATIONS),
+            "--detections",
+            str(DETECTIONS),
+        )
+        now = datetime.now(UTC)
+        with postgres._connect(postgres._with_database(url, small_name)) as connection:
+            scale_fill.load_events(connection, made["events"])
+            fill_small(connection, now=now)
+        # The large store is the small one grown by its history: a copy, then the extra rows.
+        large_name = create("large", template=small_name)
+        started = time.perf_counter()
+        with postgres._connect(postgres._with_database(url, large_name)) as connection:
+            phases = scale_fill.without_secondary_indexes(
+                connection, lambda: grow(connection, to=large, now=now)
+            )
+            size = connection.execute("SELECT pg_database_size(current_database())").fetchone()
+        load_s = time.perf_counter() - started
+        log(f"  {large:,} deliveries stored in {load_s:.0f} s ({phases})")
+        timed = site.bench_step(
+            "scale_pages",
+            "time",
+            "--requests",
+            str(REQUESTS),
+            small_name,
+            large_name,
+            timeout=900,
+        )
+        small, timed = timed[small_name], timed[large_name]
+    results = compare(small, timed)
+    results["setup"] = {
+        "small": SMALL,
+        "large": large,
+        "design_large": LARGE,
+        "destinations": DESTINATIONS,
+        "detections": DETECTIONS,
+        "last_24h": RECENT,
+        "pending": PENDING,
+        "requests": REQUESTS,
+        "load_s": round(load_s, 1),
+        "load_phases": phases,
+        "database_mb_large": round(size[0] / 2**20),
+    }
+    return results
+
+
+def fill_small(connection: psycopg.Connection, *, now) -> None:
+    """The small store: the last 24 hours (pending ones included) and 9,000 rows of history."""
+    scale_fill.insert_pending(connection, first=1, count=PENDING, now=now)
+    scale_fill.insert_history(
+        connection, first=PENDING + 1, count=RECENT - PENDING, now=now, newest_s=60, oldest_s=DAY
+    )
+    scale_fill.insert_history(
+        connection, first=RECENT + 1, count=SMALL - RECENT, now=now, newest_s=DAY, oldest_s=YEAR
+    )
+    scale_fill.finish_load(connection)
+
+
+def grow(connection: psycopg.Connection, *, to: int, now) -> None:
+    """More history over the same year, until the store holds `to` deliveries."""
+    scale_fill.insert_history(
+        connection, first=SMALL + 1, count=to - SMALL, now=now, newest_s=DAY, oldest_s=YEAR
+    )
+
+
+def compare(small: dict, large: dict) -> dict:
+    """Per item: both medians, both query counts, and the ratio checked against MAX_RATIO."""
+    results: dict = {}
+    for item in ITEMS:
+        before, after = small.get(item, {}), large.get(item, {})
+        if item == "metrics" and 404 in (before.get("status"), after.get("status")):
+            results[item] = {"note": "not present (GET /metrics answered 404)"}
+            continue
+        if before.get("status") != 200 or after.get("status") != 200:
+            error = after.get("error") or before.get("error") or "no answer"
+            results[item] = {"note": f"not measured: {error}"}
+            continue
+        results[item] = {
+            "small_ms": before["p50_ms"],
+            "large_ms": after["p50_ms"],
+            "ratio": round(after["p50_ms"] / before["p50_ms"], 2) if before["p50_ms"] else None,
+            "queries_small": before.get("queries"),
+            "queries_large": after.get("queries"),
+        }
+    return results
