@@ -170,3 +170,8 @@ DELIVERY_RATE_BURST = env.int("DELIVERY_RATE_BURST", default=20)
 DELIVERY_POLL_INTERVAL_SECONDS = env.float("DELIVERY_POLL_INTERVAL_SECONDS", default=0.1)
 # A lease lasts the destination's timeout plus this margin; then another worker may take it.
 DELIVERY_LEASE_MARGIN_SECONDS = env.float("DELIVERY_LEASE_MARGIN_SECONDS", default=15.0)
+
+# Retention (design §12): finished deliveries older than this many days are pruned, daily by the
+# worker or by `manage.py prune_deliveries`; unfinished ones never are. Daily rollups keep the
+# health page's history beyond it.
+DELIVERY_RETENTION_DAYS = env.int("DELIVERY_RETENTION_DAYS", default=90)
