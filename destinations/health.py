@@ -237,7 +237,7 @@ def delivery_health(
         daily = daily_counts(raw, starts)
         latencies = latency_histograms(raw)
         _add_rollups(daily, latencies, ids=ids, days=rolled_up, day_list=day_list)
-        pending = _oldest_pending(deliveries, now=now)
+        pending = _oldest_pending(now=now)
         failures = _last_failures(ids, since=since)
         # Destinations without deliveries share one list of empty days.
         empty_days = [DayCount(day) for day in day_list]
@@ -384,11 +384,15 @@ def latency_histograms(deliveries) -> dict[int, Histogram]:
     return histograms(deliveries.filter(PAGES, delivered_at__isnull=False), LatencyMs())
 
 
-def _oldest_pending(deliveries, *, now: datetime) -> dict[int, PendingDelivery]:
+def _oldest_pending(*, now: datetime) -> dict[int, PendingDelivery]:
     """Each destination's oldest unfinished delivery and its count of unfinished ones."""
     # queued_at, as in queue_health: "Retry now" re-queues a delivery and its age counts from there.
+    # Every destination's, not only the page's: filtered by destination, SQLite would read the
+    # page's destinations' whole log (delivery_recent) to find the few unfinished rows, where the
+    # status indexes read the queue alone, whose size does not grow with the log.
     rows = (
-        deliveries.filter(status__in=UNFINISHED)
+        Delivery.objects.filter(status__in=UNFINISHED)
+        .order_by()
         .annotate(
             rank=Window(
                 RowNumber(),
@@ -417,21 +421,24 @@ def _oldest_pending(deliveries, *, now: datetime) -> dict[int, PendingDelivery]:
 
 def _last_failures(ids: list[int], *, since: datetime) -> dict[int, Failure]:
     """Each destination's most recent failure in the window, with PagerDuty's answer."""
-    # One probe per destination of the delivery_failures index (its condition is FAILED), so
-    # the cost is the page's destinations, not the failures stored.
-    latest = (
-        Delivery.objects.filter(FAILED, destination_id=OuterRef("pk"), finished_at__gte=since)
-        .order_by("-finished_at", "-pk")
-        .values("pk")[:1]
-    )
+    # FAILED is two kinds of row: failed, and unfinished after a failure (re-queued). The latest
+    # of each is one short read of the delivery_failures index per destination, so the cost is
+    # the page's destinations, not the failures stored; the later of the two is the answer.
+    in_window = Delivery.objects.filter(destination_id=OuterRef("pk"), finished_at__gte=since)
+    latest = {
+        side: Subquery(rows.order_by("-finished_at", "-pk").values("pk")[:1])
+        for side, rows in (
+            ("failed", in_window.filter(status=DeliveryStatus.FAILED)),
+            ("requeued", in_window.filter(status__in=UNFINISHED, finished_at__isnull=False)),
+        )
+    }
+    candidates = Destination.objects.filter(pk__in=ids).annotate(**latest)
     rows = (
         Delivery.objects.filter(
-            pk__in=Destination.objects.filter(pk__in=ids)
-            .annotate(last_failure=Subquery(latest))
-            .values("last_failure")
+            Q(pk__in=candidates.values("failed")) | Q(pk__in=candidates.values("requeued"))
         )
         .annotate(is_test=IS_TEST)
-        .order_by()
+        .order_by("finished_at", "pk")
         .values_list(
             "destination_id",
             "pk",
@@ -444,6 +451,7 @@ def _last_failures(ids: list[int], *, since: datetime) -> dict[int, Failure]:
             "last_error",
         )
     )
+    # In order, so the later of a destination's two replaces the earlier.
     return {
         row[0]: Failure(
             id=row[1],

@@ -12,23 +12,13 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="delivery",
             index=models.Index(
-                condition=models.Q(("status__in", ("delivered", "failed"))),
-                fields=["finished_at", "id"],
-                name="delivery_finished",
+                fields=["status", "finished_at", "id"], name="delivery_finished"
             ),
         ),
         migrations.AddIndex(
             model_name="delivery",
             index=models.Index(
-                condition=models.Q(
-                    ("status", "failed"),
-                    models.Q(
-                        ("finished_at__isnull", False), ("status__in", ("pending", "sending"))
-                    ),
-                    _connector="OR",
-                ),
-                fields=["destination", "-finished_at", "-id"],
-                name="delivery_failures",
+                fields=["destination", "status", "-finished_at", "-id"], name="delivery_failures"
             ),
         ),
     ]

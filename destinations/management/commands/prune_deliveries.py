@@ -52,6 +52,11 @@ class Command(ProductCommand):
 
     def handle(self, *args, dry_run: bool, days: int | None, batch_size: int, **options):
         retention_days = settings.DELIVERY_RETENTION_DAYS if days is None else days
+        if retention_days < 1:
+            raise CommandError(
+                f"DELIVERY_RETENTION_DAYS is {retention_days}; it must be a whole number of "
+                "days, at least 1."
+            )
         progress = self.stdout.write if options["verbosity"] else None
         try:
             if dry_run:

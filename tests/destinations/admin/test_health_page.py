@@ -18,39 +18,19 @@ from destinations.models import Delivery, DeliveryKind, DeliveryStatus, Destinat
 from destinations.pagerduty.events import dedup_key_for
 from destinations.retention.latency import Histogram
 from destinations.services import TEST_DEDUP_PREFIX, send_test_alert
-from tests.support.factories import DETECTION_NAME, make_destination, make_detection, record_run
+from tests.support.factories import (
+    DETECTION_NAME,
+    days_ago,
+    make_destination,
+    make_detection,
+    record_run,
+)
+from tests.support.factories import stored_delivery as deliver
 from tests.support.routing_keys import ROUTING_KEY
 
 URL = reverse("admin:destinations_health")
 
 pytestmark = pytest.mark.django_db
-
-
-def deliver(
-    destination, *, status, created_at, latency_ms=None, kind=DeliveryKind.TRIGGER, **fields
-):
-    """Store one delivery as the worker would have left it."""
-    if status == DeliveryStatus.DELIVERED:
-        fields.setdefault("delivered_at", created_at + timedelta(milliseconds=latency_ms or 250))
-        fields.setdefault("finished_at", fields["delivered_at"])
-    if status == DeliveryStatus.FAILED:
-        fields.setdefault("finished_at", created_at + timedelta(seconds=1))
-    return Delivery.objects.create(
-        destination=destination,
-        kind=kind,
-        event={"event_action": "trigger"},
-        dedup_key=fields.pop("dedup_key", f"key-{random.random()}"),
-        status=status,
-        created_at=created_at,
-        queued_at=fields.pop("queued_at", created_at),
-        **fields,
-    )
-
-
-def days_ago(days: int, at: time = time(12, 0)) -> datetime:
-    """A moment on a past local day, so a test never depends on the hour it runs at."""
-    day = timezone.localdate() - timedelta(days=days)
-    return datetime.combine(day, at, tzinfo=timezone.get_current_timezone())
 
 
 def bar_title(day: date, text: str) -> str:
