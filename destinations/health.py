@@ -1,4 +1,4 @@
-"""Read-side delivery figures: the queue's health, and each destination's in eight queries."""
+"""Read-side delivery figures: the queue's health, and each destination's in nine queries."""
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -211,7 +211,7 @@ def delivery_health(
     page: int | str | None = 1,
     per_page: int = DESTINATIONS_PER_PAGE,
 ) -> HealthReport:
-    """Figures for one page of destinations over the last `days` days, in eight queries.
+    """Figures for one page of destinations over the last `days` days, in nine queries.
 
     Past days come from their daily rollups (destinations/retention/rollups.py) once rolled up;
     only today, and a past day not rolled up yet (or rolled up while some of its deliveries were
@@ -421,22 +421,22 @@ def _oldest_pending(*, now: datetime) -> dict[int, PendingDelivery]:
 
 def _last_failures(ids: list[int], *, since: datetime) -> dict[int, Failure]:
     """Each destination's most recent failure in the window, with PagerDuty's answer."""
-    # FAILED is two kinds of row: failed, and unfinished after a failure (re-queued). The latest
-    # of each is one short read of the delivery_failures index per destination, so the cost is
-    # the page's destinations, not the failures stored; the later of the two is the answer.
+    # FAILED is three kinds of row: failed, and pending or sending again after a failure (Retry
+    # now). The latest of each, per destination, is one probe of the delivery_failures index
+    # (destination, status, finished_at), so the cost is the page's destinations, not the
+    # failures stored; the latest of the three is the answer. One status per probe: with
+    # `status IN (…)` PostgreSQL reads every row of the window to sort them.
     in_window = Delivery.objects.filter(destination_id=OuterRef("pk"), finished_at__gte=since)
     latest = {
-        side: Subquery(rows.order_by("-finished_at", "-pk").values("pk")[:1])
-        for side, rows in (
-            ("failed", in_window.filter(status=DeliveryStatus.FAILED)),
-            ("requeued", in_window.filter(status__in=UNFINISHED, finished_at__isnull=False)),
+        status: Subquery(
+            in_window.filter(status=status).order_by("-finished_at", "-pk").values("pk")[:1]
         )
+        for status in (DeliveryStatus.FAILED, *UNFINISHED)
     }
-    candidates = Destination.objects.filter(pk__in=ids).annotate(**latest)
+    candidates = Destination.objects.filter(pk__in=ids).order_by().annotate(**latest)
+    failure_ids = [pk for row in candidates.values_list(*latest) for pk in row if pk is not None]
     rows = (
-        Delivery.objects.filter(
-            Q(pk__in=candidates.values("failed")) | Q(pk__in=candidates.values("requeued"))
-        )
+        Delivery.objects.filter(pk__in=failure_ids)
         .annotate(is_test=IS_TEST)
         .order_by("finished_at", "pk")
         .values_list(
@@ -451,7 +451,7 @@ def _last_failures(ids: list[int], *, since: datetime) -> dict[int, Failure]:
             "last_error",
         )
     )
-    # In order, so the later of a destination's two replaces the earlier.
+    # In order, so a destination's latest replaces its earlier ones.
     return {
         row[0]: Failure(
             id=row[1],

@@ -37,10 +37,11 @@ def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
-def _lease_row() -> None:
+def _lease_row(now: datetime) -> None:
+    """Create the lease's row, due at once, on the first claim of an installation."""
     # Another worker may create it at the same moment.
     with contextlib.suppress(IntegrityError):
-        Housekeeping.objects.get_or_create(name=HOUSEKEEPING)
+        Housekeeping.objects.get_or_create(name=HOUSEKEEPING, defaults={"next_run_at": now})
 
 
 def _not_running(now: datetime) -> Q:
@@ -50,7 +51,7 @@ def _not_running(now: datetime) -> Q:
 def claim(*, holder: str, now: datetime | None = None, due_only: bool = True) -> bool:
     """Take the lease if the job is due (or, not due_only, whenever no run holds it)."""
     now = now or timezone.now()
-    _lease_row()
+    _lease_row(now)
     rows = Housekeeping.objects.filter(_not_running(now), name=HOUSEKEEPING)
     changes = {"running_until": now + HOLD, "holder": holder, "last_started_at": now}
     if due_only:

@@ -105,8 +105,36 @@ def prune_deliveries(
         report.seconds = clock.perf_counter() - started
         return report
     children = _child_relations()
-    # Keyset order over the delivery_finished index: each batch starts where the last ended,
-    # so kept rows are read once, not again by every batch.
+    for status in FINISHED:
+        _prune_status(
+            candidates.filter(status=status),
+            report,
+            cutoff=cutoff,
+            children=children,
+            batch_size=batch_size,
+            progress=progress,
+            should_stop=should_stop,
+            after_batch=after_batch,
+        )
+    report.stopped = should_stop()
+    report.seconds = clock.perf_counter() - started
+    return report
+
+
+def _prune_status(
+    candidates,
+    report: PruneReport,
+    *,
+    cutoff,
+    children,
+    batch_size,
+    progress,
+    should_stop,
+    after_batch,
+) -> None:
+    """Prune the candidates of one status, batch by batch, in the order they finished."""
+    # Keyset order over the delivery_finished index (status, finished_at, id): each batch starts
+    # where the last ended, so rows kept are read once, not again by every batch.
     after: tuple[datetime, int] | None = None
     while not should_stop():
         page = candidates
@@ -118,7 +146,7 @@ def prune_deliveries(
             page.order_by("finished_at", "pk").values_list("finished_at", "pk")[:batch_size]
         )
         if not batch:
-            break
+            return
         after = batch[-1]
         deleted, attempts = _delete_batch([pk for _, pk in batch], cutoff=cutoff, children=children)
         report.deleted += deleted
@@ -126,9 +154,6 @@ def prune_deliveries(
         after_batch()
         if progress:
             progress(f"Pruned {report.deleted:,} of {report.prunable:,} deliveries…")
-    report.stopped = should_stop()
-    report.seconds = clock.perf_counter() - started
-    return report
 
 
 def _child_relations() -> list[models.ForeignObjectRel]:

@@ -160,12 +160,12 @@ def test_the_last_event_of_an_incident_is_kept_so_auto_resolve_still_works(desti
 def test_a_delivery_whose_fallback_is_stored_stays_until_the_fallback_goes(destination):
     backup = Destination.objects.create(name="Backup", routing_key="")
     origin = old(destination, "failed", days=200)
-    fallback = old(backup, "delivered", days=30, fallback_of=origin)
+    fallback = old(backup, "failed", days=30, fallback_of=origin)
 
     prune()
     assert set(Delivery.objects.values_list("pk", flat=True)) == {origin.pk, fallback.pk}
 
-    prune("--days", "10")  # the fallback goes first; its origin with the next run
+    prune("--days", "10")  # the fallback goes; its origin, which finished first, with the next run
     assert set(Delivery.objects.values_list("pk", flat=True)) == {origin.pk}
     prune("--days", "10")
     assert not Delivery.objects.exists()
