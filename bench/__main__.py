@@ -15,11 +15,11 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import admin_pages, latency, postgres, rotation, throughput
+from . import admin_pages, latency, postgres, prune, rotation, throughput
 from .report import evaluate, table
 from .sites import ROOT
 
-SECTIONS = ("throughput", "postgres", "latency", "admin", "rotation")
+SECTIONS = ("throughput", "postgres", "latency", "admin", "rotation", "prune")
 DEFAULT_OUTPUT = Path(__file__).with_name("results.json")
 
 
@@ -52,6 +52,8 @@ def run_sections(sections: list[str], workdir: Path) -> dict:
                 )
             elif section == "rotation":
                 results["rotation"] = rotation.measure(workdir / section, log=log)
+            elif section == "prune":
+                results["prune"] = prune.measure(workdir / section, log=log)
         except Exception as error:
             log(traceback.format_exc())
             results.setdefault("errors", {})[section] = f"{type(error).__name__}: {error}"

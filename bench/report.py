@@ -42,6 +42,9 @@ TARGETS = (
     Target("health.p50_ms", "admin", "ms", "<= 500"),
     Target("rotation.rows_per_s", "rotation", "/s", ">= 2000"),
     Target("rotation.rows_per_s_in_process", "rotation", "/s"),
+    Target("prune.seconds", "prune", "s", "<= 60"),
+    Target("prune.prune_seconds", "prune", "s"),
+    Target("prune.lost", "prune", "", "== 0"),
 )
 
 

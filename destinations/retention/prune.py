@@ -30,7 +30,7 @@ class PruneReport:
 
     retention_days: int
     cutoff: datetime
-    prunable: int  # counted before the first batch
+    prunable: int  # finished before the cutoff, counted before the first batch (dry: exactly)
     deleted: int = 0
     attempts_deleted: int = 0
     dry_run: bool = False
@@ -45,10 +45,12 @@ class PruneReport:
                 "nothing was deleted (--dry-run)."
             )
         stopped = " Stopped early: run it again to go on." if self.stopped else ""
+        kept = self.prunable - self.deleted
+        kept = f" {kept:,} kept: still needed (see prunable())." if kept > 0 and not stopped else ""
         return (
             f"Pruned {self.deleted:,} deliveries and {self.attempts_deleted:,} attempts "
             f"finished before {self.cutoff:%Y-%m-%d %H:%M %Z} ({self.retention_days} days) "
-            f"in {self.seconds:.1f} s.{stopped}"
+            f"in {self.seconds:.1f} s.{kept}{stopped}"
         )
 
 
@@ -94,11 +96,13 @@ def prune_deliveries(
         )
     started = clock.perf_counter()
     cutoff = (now or timezone.now()) - timedelta(days=retention_days)
-    candidates = prunable(cutoff)
+    finished_before = Delivery.objects.filter(status__in=FINISHED, finished_at__lt=cutoff)
     report = PruneReport(
         retention_days=retention_days,
         cutoff=cutoff,
-        prunable=candidates.count(),
+        # A dry run counts exactly; a real one counts along the index only (the progress lines'
+        # "of N"), as the exact count reads every candidate's neighbours once more.
+        prunable=(prunable(cutoff) if dry_run else finished_before).order_by().count(),
         dry_run=dry_run,
     )
     if dry_run or not report.prunable:
@@ -107,7 +111,7 @@ def prune_deliveries(
     children = _child_relations()
     for status in FINISHED:
         _prune_status(
-            candidates.filter(status=status),
+            finished_before.filter(status=status).order_by(),
             report,
             cutoff=cutoff,
             children=children,
@@ -122,7 +126,7 @@ def prune_deliveries(
 
 
 def _prune_status(
-    candidates,
+    finished,
     report: PruneReport,
     *,
     cutoff,
@@ -132,12 +136,13 @@ def _prune_status(
     should_stop,
     after_batch,
 ) -> None:
-    """Prune the candidates of one status, batch by batch, in the order they finished."""
-    # Keyset order over the delivery_finished index (status, finished_at, id): each batch starts
-    # where the last ended, so rows kept are read once, not again by every batch.
+    """Prune the finished rows of one status, batch by batch, in the order they finished."""
+    # Keyset order over the delivery_finished index (status, finished_at, id): each batch is a
+    # range of the index starting where the last ended, so rows kept are read once. Which rows
+    # of a batch may go is asked of those rows only (one index probe each), not of the log.
     after: tuple[datetime, int] | None = None
     while not should_stop():
-        page = candidates
+        page = finished
         if after is not None:
             page = page.filter(
                 Q(finished_at__gt=after[0]) | Q(finished_at=after[0], pk__gt=after[1])
@@ -148,7 +153,10 @@ def _prune_status(
         if not batch:
             return
         after = batch[-1]
-        deleted, attempts = _delete_batch([pk for _, pk in batch], cutoff=cutoff, children=children)
+        ids = list(
+            prunable(cutoff).filter(pk__in=[pk for _, pk in batch]).values_list("pk", flat=True)
+        )
+        deleted, attempts = _delete_batch(ids, cutoff=cutoff, children=children)
         report.deleted += deleted
         report.attempts_deleted += attempts
         after_batch()
@@ -174,6 +182,8 @@ def _delete_batch(
     ids: list[int], *, cutoff: datetime, children: list[models.ForeignObjectRel]
 ) -> tuple[int, int]:
     """Delete these deliveries if still finished before the cutoff; how many, and attempts."""
+    if not ids:
+        return 0, 0
     table = connection.ops.quote_name(Delivery._meta.db_table)
     marks = ", ".join(["%s"] * len(ids))
     with transaction.atomic():
