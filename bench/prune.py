@@ -22,7 +22,7 @@ from .sites import PYTHON, Site, fake_pagerduty, stop, wait_until
 OLD_DELIVERIES = 1_000_000
 DESTINATIONS = 10
 INCIDENTS = 1000  # dedup keys among the old deliveries (one detection's incidents each)
-STREAM_PER_S = 50  # new pages queued per second while the prune runs
+STREAM_PER_S = 20  # new pages queued per second while the prune runs
 PAGERDUTY_LATENCY = 0.005
 
 # The old log: 100 to 158 days old (one every 5 s), 95 % delivered, one attempt each.
@@ -199,9 +199,14 @@ def measure(workdir: Path, *, log=print) -> dict:
                 pruned = site.manage("prune_deliveries", timeout=900)
                 stream.stopping.set()
                 stream.join(timeout=10)
-                arrived = wait_until(lambda: _count(database_url, STREAM_UNSENT) == 0, timeout=120)
-                delivered = _count(database_url, STREAM_DELIVERED)
-                old_left = _count(database_url, OLD_LEFT)
+                last_old = seeded["last_old"]
+                arrived = wait_until(
+                    lambda: _count(database_url, STREAM_UNSENT, last_old) == 0,
+                    timeout=300,
+                    interval=0.5,
+                )
+                delivered = _count(database_url, STREAM_DELIVERED, last_old)
+                old_left = _count(database_url, OLD_LEFT, last_old)
             finally:
                 stop(worker)
     match = re.search(

@@ -46,7 +46,12 @@ class PruneReport:
             )
         stopped = " Stopped early: run it again to go on." if self.stopped else ""
         kept = self.prunable - self.deleted
-        kept = f" {kept:,} kept: still needed (see prunable())." if kept > 0 and not stopped else ""
+        kept = (
+            f" {kept:,} kept: the last event of an incident, or a failure whose fallback is "
+            "still stored."
+            if kept > 0 and not stopped
+            else ""
+        )
         return (
             f"Pruned {self.deleted:,} deliveries and {self.attempts_deleted:,} attempts "
             f"finished before {self.cutoff:%Y-%m-%d %H:%M %Z} ({self.retention_days} days) "
