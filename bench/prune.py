@@ -53,7 +53,10 @@ SELECT
     CASE WHEN g %% 20 = 0 THEN NULL ELSE t + interval '120 milliseconds' END,
     t + interval '120 milliseconds', false, NULL
 FROM generate_series(1, %(count)s) AS g,
-     LATERAL (SELECT now() - interval '100 days' - g * interval '5 seconds' AS t) AS moment
+     -- Ids in the order of time, as the intake makes them: the newest has the highest id.
+     LATERAL (
+        SELECT now() - interval '100 days' - (%(count)s - g) * interval '5 seconds' AS t
+     ) AS moment
 """
 SEED_ATTEMPTS = """
 INSERT INTO destinations_deliveryattempt (

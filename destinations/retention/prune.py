@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from ..models import FINISHED, Delivery, DeliveryAttempt, DeliveryKind
 
-DEFAULT_BATCH_SIZE = 5000
+DEFAULT_BATCH_SIZE = 10_000
 RUN_EVENTS = (DeliveryKind.TRIGGER, DeliveryKind.RESOLVE)
 
 
@@ -169,10 +169,17 @@ def _prune_status(
             progress(f"Pruned {report.deleted:,} of {report.prunable:,} deliveries…")
 
 
+# Links that prunable() already keeps from pointing at a pruned row (a fallback's origin stays
+# while the fallback does), so clearing them would be a query per batch that changes nothing.
+KEPT_BY_PRUNABLE = {"fallback_of"}
+
+
 def _child_relations() -> list[models.ForeignObjectRel]:
     """Every foreign key pointing at Delivery, each cascading or set null, else a PruneError."""
     relations = []
     for relation in Delivery._meta.related_objects:
+        if relation.related_model is Delivery and relation.field.name in KEPT_BY_PRUNABLE:
+            continue
         if relation.on_delete not in (models.CASCADE, models.SET_NULL):
             raise PruneError(
                 f"{relation.related_model.__name__}.{relation.field.name} points at deliveries "
