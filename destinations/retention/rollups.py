@@ -81,18 +81,16 @@ def roll_up_past_days(
 def days_to_roll_up(state: Housekeeping, *, today: date) -> list[date]:
     """The past days to roll up now, oldest first."""
     before_today = Delivery.objects.filter(created_at__lt=local_midnight(today)).order_by()
-    if state.rolled_up_at is None:
-        # The first pass (a new or an upgraded installation): every day since the first delivery.
-        # One read of the whole log's oldest row, once.
+    last = RolledUpDay.objects.aggregate(last=Max("day"))["last"]
+    if state.rolled_up_at is None or last is None:
+        # The first pass (a new or an upgraded installation), or no past day rolled up yet:
+        # every day since the first delivery. One read of the log's oldest row.
         first = before_today.aggregate(first=Min("created_at"))["first"]
         if first is None:
             return []
         start = timezone.localdate(first)
         return [start + timedelta(days=n) for n in range((today - start).days)]
-    last = RolledUpDay.objects.aggregate(last=Max("day"))["last"]
-    days = set()
-    if last is not None:
-        days.update(last + timedelta(days=n) for n in range(1, (today - last).days))
+    days = {last + timedelta(days=n) for n in range(1, (today - last).days)}
     # Rows that may have changed since the last pass: unfinished ones (through the status
     # indexes), those finished since (delivery_finished) and new ids (the primary key), which
     # is about one day's deliveries, not the log.

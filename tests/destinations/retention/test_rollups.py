@@ -84,6 +84,14 @@ def test_an_existing_installation_gets_every_past_day_rolled_up(destination):
     assert roll_up_past_days().days == []  # nothing changed since
 
 
+def test_a_first_pass_on_the_first_day_still_rolls_that_day_up_the_next(destination):
+    stored_delivery(destination, status="delivered", created_at=timezone.now())
+    assert roll_up_past_days().days == []  # nothing past yet
+    tomorrow = timezone.now() + timedelta(days=1)
+    assert roll_up_past_days(now=tomorrow).days == [timezone.localdate()]
+    assert DailyRollup.objects.get().delivered == 1
+
+
 def test_a_day_rolled_up_with_unfinished_deliveries_is_rolled_up_again(destination):
     late = stored_delivery(destination, status="sending", created_at=days_ago(1, time(23, 59)))
     roll_up_past_days()
