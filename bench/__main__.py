@@ -15,11 +15,11 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import admin_pages, latency, postgres, rotation, scale, throughput
+from . import admin_pages, latency, postgres, prune, rotation, scale, throughput
 from .report import evaluate, table
 from .sites import ROOT
 
-SECTIONS = ("throughput", "postgres", "latency", "admin", "rotation", "scale")
+SECTIONS = ("throughput", "postgres", "latency", "admin", "rotation", "scale", "prune")
 DEFAULT_OUTPUT = Path(__file__).with_name("results.json")
 
 
@@ -54,6 +54,8 @@ def run_sections(sections: list[str], workdir: Path) -> dict:
                 results["rotation"] = rotation.measure(workdir / section, log=log)
             elif section == "scale":
                 results["scale"] = scale.measure(workdir / section, log=log)
+            elif section == "prune":
+                results["prune"] = prune.measure(workdir / section, log=log)
         except Exception as error:
             log(traceback.format_exc())
             results.setdefault("errors", {})[section] = f"{type(error).__name__}: {error}"

@@ -46,6 +46,9 @@ TARGETS = (
     Target("rotation.rows_per_s_in_process", "rotation", "/s"),
     # Flat costs (§12): each item's median with the large store over the small one's.
     *(Target(f"scale.{item}.ratio", "scale", "×", f"<= {scale.MAX_RATIO}") for item in scale.ITEMS),
+    Target("prune.seconds", "prune", "s", "<= 60"),
+    Target("prune.prune_seconds", "prune", "s"),
+    Target("prune.lost", "prune", "", "== 0"),
 )
 
 

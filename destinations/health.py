@@ -1,13 +1,13 @@
-"""Read-side delivery figures: the queue's health, and each destination's in six queries."""
+"""Read-side delivery figures: the queue's health, and each destination's in nine queries."""
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import reduce
+from operator import or_
 from typing import NamedTuple
 
 from django.core.paginator import Page, Paginator
-from django.db import connections
 from django.db.models import (
-    Aggregate,
     BooleanField,
     Case,
     Count,
@@ -16,7 +16,9 @@ from django.db.models import (
     FloatField,
     Func,
     Min,
+    OuterRef,
     Q,
+    Subquery,
     Value,
     When,
     Window,
@@ -24,14 +26,24 @@ from django.db.models import (
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from .models import UNFINISHED, Delivery, DeliveryKind, DeliveryStatus, Destination
+from .models import (
+    UNFINISHED,
+    DailyRollup,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Destination,
+    RolledUpDay,
+)
+from .retention.latency import Histogram, histograms
 from .services import TEST_DEDUP_PREFIX
 
 WINDOW_DAYS = 14
 RECENT = timedelta(hours=24)
 # As the admin's own lists: beyond this a page of charts gets slow to build and to read.
 DESTINATIONS_PER_PAGE = 100
-# Latency percentiles shown, as whole percents; nearest rank, so every value is a real delivery's.
+# Latency percentiles shown, as whole percents; nearest rank over the days' latency histograms
+# (destinations/retention/latency.py), so past days count after their rows are pruned.
 LATENCY_PERCENTILES = (50, 95)
 
 # Pages and tests are counted apart everywhere (the health page and /healthz): a test alert, or
@@ -182,18 +194,6 @@ class LatencyMs(Func):
         )
 
 
-class PercentileDisc(Aggregate):
-    """PostgreSQL's nearest-rank percentile: the first value at or past `percent` of the group."""
-
-    function = "PERCENTILE_DISC"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
-
-    def __init__(self, expression, *, percent: int, **extra) -> None:
-        # A literal from our own constants, never user input.
-        super().__init__(expression, fraction=f"{percent / 100:.2f}", **extra)
-
-
 def day_starts(*, now: datetime, days: int) -> list[datetime]:
     """Local midnight of each of the last `days` days, oldest first, and of the day after."""
     today = timezone.localdate(now)
@@ -204,11 +204,6 @@ def day_starts(*, now: datetime, days: int) -> list[datetime]:
     ]
 
 
-def nearest_rank(ordered: list[float], percent: int) -> float:
-    """The nearest-rank percentile of sorted values: the one at rank ceil(percent·n/100)."""
-    return ordered[(percent * len(ordered) + 99) // 100 - 1]
-
-
 def delivery_health(
     *,
     now: datetime | None = None,
@@ -216,7 +211,13 @@ def delivery_health(
     page: int | str | None = 1,
     per_page: int = DESTINATIONS_PER_PAGE,
 ) -> HealthReport:
-    """Figures for one page of destinations over the last `days` days, in six queries."""
+    """Figures for one page of destinations over the last `days` days, in nine queries.
+
+    Past days come from their daily rollups (destinations/retention/rollups.py) once rolled up;
+    only today, and a past day not rolled up yet (or rolled up while some of its deliveries were
+    unfinished), are read from the delivery log. So the page costs the same however many
+    deliveries are stored, and its history outlives pruning.
+    """
     now = now or timezone.now()
     starts = day_starts(now=now, days=days)
     since = starts[0]
@@ -231,17 +232,19 @@ def delivery_health(
     destinations = []
     if ids:
         deliveries = Delivery.objects.filter(destination_id__in=ids).order_by()
-        in_window = deliveries.filter(created_at__gte=since)
-        daily = _daily_counts(in_window, starts)
-        latencies = _latency_percentiles(in_window)
-        pending = _oldest_pending(deliveries, now=now)
-        failures = _last_failures(deliveries, since=since)
+        rolled_up = rolled_up_days(day_list[:-1])
+        raw = deliveries.filter(_created_on(starts, [day not in rolled_up for day in day_list]))
+        daily = daily_counts(raw, starts)
+        latencies = latency_histograms(raw)
+        _add_rollups(daily, latencies, ids=ids, days=rolled_up, day_list=day_list)
+        pending = _oldest_pending(now=now)
+        failures = _last_failures(ids, since=since)
         # Destinations without deliveries share one list of empty days.
         empty_days = [DayCount(day) for day in day_list]
-        no_latency = dict.fromkeys(LATENCY_PERCENTILES)
         for pk, name, enabled in destination_page.object_list:
             counts = daily.get(pk)
-            latency = latencies.get(pk, no_latency)
+            latency = latencies.get(pk) or Histogram()
+            p50, p95 = (latency.percentile(p) for p in LATENCY_PERCENTILES)
             destinations.append(
                 DestinationHealth(
                     id=pk,
@@ -251,8 +254,8 @@ def delivery_health(
                     delivered=counts.pages_delivered if counts else 0,
                     failed=counts.pages_failed if counts else 0,
                     tests=counts.tests if counts else 0,
-                    p50_ms=latency[50],
-                    p95_ms=latency[95],
+                    p50_ms=None if p50 is None else round(p50),
+                    p95_ms=None if p95 is None else round(p95),
                     oldest_pending=pending.get(pk),
                     last_failure=failures.get(pk),
                 )
@@ -267,8 +270,59 @@ def delivery_health(
     )
 
 
+def rolled_up_days(days: list[date]) -> set[date]:
+    """Which of these past days to read from rollups: those rolled up with nothing unfinished."""
+    return set(RolledUpDay.objects.filter(day__in=days, unfinished=0).values_list("day", flat=True))
+
+
+def _created_on(starts: list[datetime], chosen: list[bool]) -> Q:
+    """Created on the chosen days (runs of adjacent days as one range each)."""
+    ranges: list[list[datetime]] = []
+    for index, pick in enumerate(chosen):
+        if not pick:
+            continue
+        if ranges and ranges[-1][1] == starts[index]:
+            ranges[-1][1] = starts[index + 1]
+        else:
+            ranges.append([starts[index], starts[index + 1]])
+    return reduce(or_, (Q(created_at__gte=low, created_at__lt=high) for low, high in ranges))
+
+
+def _add_rollups(
+    daily: "dict[int, DayCounts]",
+    latencies: dict[int, Histogram],
+    *,
+    ids: list[int],
+    days: set[date],
+    day_list: list[date],
+) -> None:
+    """Add the rolled-up days of these destinations to the counts and latencies read raw."""
+    position = {day: index for index, day in enumerate(day_list)}
+    rows = DailyRollup.objects.filter(destination_id__in=ids, day__in=days).values_list(
+        "destination_id",
+        "day",
+        "delivered",
+        "failed",
+        "other",
+        "tests",
+        "pages_delivered",
+        "pages_failed",
+        "latency",
+    )
+    for destination_id, day, delivered, failed, other, tests, pages_ok, pages_failed, hist in rows:
+        entry = daily.get(destination_id)
+        if entry is None:
+            entry = daily[destination_id] = DayCounts(days=[DayCount(when) for when in day_list])
+        entry.days[position[day]] = DayCount(day, delivered, failed, other, tests)
+        entry.pages_delivered += pages_ok
+        entry.pages_failed += pages_failed
+        entry.tests += tests
+        if hist:
+            latencies.setdefault(destination_id, Histogram()).merge(Histogram.from_json(hist))
+
+
 @dataclass
-class _Counts:
+class DayCounts:
     """One destination's per-day counts and its totals over the window, while they add up."""
 
     days: list[DayCount]
@@ -277,7 +331,7 @@ class _Counts:
     tests: int = 0
 
 
-def _daily_counts(in_window, starts: list[datetime]) -> dict[int, _Counts]:
+def daily_counts(in_window, starts: list[datetime]) -> dict[int, DayCounts]:
     """Counts per destination and day, grouped in the database."""
     day_list = [start.date() for start in starts[:-1]]
     # Day buckets are a CASE over precomputed midnights rather than TruncDate: on SQLite,
@@ -302,7 +356,7 @@ def _daily_counts(in_window, starts: list[datetime]) -> dict[int, _Counts]:
             pages_failed=Count("pk", filter=FAILED & PAGES),
         )
     )
-    counts: dict[int, _Counts] = {}
+    counts: dict[int, DayCounts] = {}
     for (
         destination_id,
         day,
@@ -315,7 +369,7 @@ def _daily_counts(in_window, starts: list[datetime]) -> dict[int, _Counts]:
     ) in rows:
         entry = counts.get(destination_id)
         if entry is None:
-            entry = counts[destination_id] = _Counts(days=[DayCount(when) for when in day_list])
+            entry = counts[destination_id] = DayCounts(days=[DayCount(when) for when in day_list])
         entry.days[day] = DayCount(day_list[day], delivered, failed, other, tests)
         entry.pages_delivered += pages_delivered
         entry.pages_failed += pages_failed
@@ -323,41 +377,22 @@ def _daily_counts(in_window, starts: list[datetime]) -> dict[int, _Counts]:
     return counts
 
 
-def _latency_percentiles(in_window) -> dict[int, dict[int, int]]:
-    """Nearest-rank latency percentiles per destination over its delivered pages."""
+def latency_histograms(deliveries) -> dict[int, Histogram]:
+    """Per destination, the latency histogram of the delivered pages among `deliveries`."""
     # delivered_at is set exactly when a delivery is delivered; filtering on it rather than on
     # status lets the database read the page's rows through the (destination, created_at) index.
-    delivered = in_window.filter(PAGES, delivered_at__isnull=False)
-    # Whole milliseconds: SQLite's julianday() is exact to about one, and both databases agree.
-    if connections[delivered.db].vendor == "postgresql":
-        # PostgreSQL ranks inside the aggregate: one row per destination comes back.
-        rows = delivered.values("destination_id").annotate(
-            **{f"p{p}": PercentileDisc(LatencyMs(), percent=p) for p in LATENCY_PERCENTILES}
-        )
-        return {
-            row["destination_id"]: {p: round(row[f"p{p}"]) for p in LATENCY_PERCENTILES}
-            for row in rows
-        }
-    # SQLite has no percentile aggregate, and ranking with window functions there costs three
-    # times more than this: one narrow query of (destination, latency) with the latency computed
-    # by the database, grouped and sorted here. Both give the same nearest-rank values.
-    by_destination: dict[int, list[float]] = {}
-    for destination_id, latency_ms in delivered.values_list("destination_id", LatencyMs()):
-        by_destination.setdefault(destination_id, []).append(latency_ms)
-    percentiles = {}
-    for destination_id, values in by_destination.items():
-        values.sort()
-        percentiles[destination_id] = {
-            p: round(nearest_rank(values, p)) for p in LATENCY_PERCENTILES
-        }
-    return percentiles
+    return histograms(deliveries.filter(PAGES, delivered_at__isnull=False), LatencyMs())
 
 
-def _oldest_pending(deliveries, *, now: datetime) -> dict[int, PendingDelivery]:
+def _oldest_pending(*, now: datetime) -> dict[int, PendingDelivery]:
     """Each destination's oldest unfinished delivery and its count of unfinished ones."""
     # queued_at, as in queue_health: "Retry now" re-queues a delivery and its age counts from there.
+    # Every destination's, not only the page's: filtered by destination, SQLite would read the
+    # page's destinations' whole log (delivery_recent) to find the few unfinished rows, where the
+    # status indexes read the queue alone, whose size does not grow with the log.
     rows = (
-        deliveries.filter(status__in=UNFINISHED)
+        Delivery.objects.filter(status__in=UNFINISHED)
+        .order_by()
         .annotate(
             rank=Window(
                 RowNumber(),
@@ -384,19 +419,26 @@ def _oldest_pending(deliveries, *, now: datetime) -> dict[int, PendingDelivery]:
     }
 
 
-def _last_failures(deliveries, *, since: datetime) -> dict[int, Failure]:
+def _last_failures(ids: list[int], *, since: datetime) -> dict[int, Failure]:
     """Each destination's most recent failure in the window, with PagerDuty's answer."""
-    rows = (
-        deliveries.filter(FAILED, finished_at__gte=since)
-        .annotate(
-            rank=Window(
-                RowNumber(),
-                partition_by=F("destination_id"),
-                order_by=[F("finished_at").desc(), F("pk").desc()],
-            ),
-            is_test=IS_TEST,
+    # FAILED is three kinds of row: failed, and pending or sending again after a failure (Retry
+    # now). The latest of each, per destination, is one probe of the delivery_failures index
+    # (destination, status, finished_at), so the cost is the page's destinations, not the
+    # failures stored; the latest of the three is the answer. One status per probe: with
+    # `status IN (…)` PostgreSQL reads every row of the window to sort them.
+    in_window = Delivery.objects.filter(destination_id=OuterRef("pk"), finished_at__gte=since)
+    latest = {
+        status: Subquery(
+            in_window.filter(status=status).order_by("-finished_at", "-pk").values("pk")[:1]
         )
-        .filter(rank=1)
+        for status in (DeliveryStatus.FAILED, *UNFINISHED)
+    }
+    candidates = Destination.objects.filter(pk__in=ids).order_by().annotate(**latest)
+    failure_ids = [pk for row in candidates.values_list(*latest) for pk in row if pk is not None]
+    rows = (
+        Delivery.objects.filter(pk__in=failure_ids)
+        .annotate(is_test=IS_TEST)
+        .order_by("finished_at", "pk")
         .values_list(
             "destination_id",
             "pk",
@@ -409,6 +451,7 @@ def _last_failures(deliveries, *, since: datetime) -> dict[int, Failure]:
             "last_error",
         )
     )
+    # In order, so a destination's latest replaces its earlier ones.
     return {
         row[0]: Failure(
             id=row[1],
@@ -434,7 +477,9 @@ def queue_health(*, now: datetime, count_delivered: bool = True) -> QueueHealth:
     recent = now - RECENT
     unfinished = Q(status__in=UNFINISHED)
     failed = FAILED & Q(finished_at__gte=recent)
-    delivered = DELIVERED & Q(delivered_at__gte=recent)
+    # A delivered row's finished_at is its delivered_at; on finished_at, the delivery_finished
+    # index reads only the last day's rows instead of the whole log.
+    delivered = DELIVERED & Q(finished_at__gte=recent)
     read = unfinished | failed
     figures = {}
     for side, which in (("pages", PAGES), ("tests", TESTS)):

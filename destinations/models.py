@@ -286,8 +286,17 @@ class Delivery(models.Model):
                 fields=["destination", "status", "-created_at", "-id"],
                 name="delivery_destination_status",
             ),
-            # /healthz's failures of the last 24 hours, without reading every failure kept.
-            models.Index(fields=["status", "finished_at"], name="delivery_finished"),
+            # Deliveries by status and when they finished: what prune_deliveries walks, a
+            # status at a time, and the health page's and /healthz's "delivered or failed
+            # lately", without reading the rest of the log. (Not a partial index: SQLite uses
+            # one only when the query repeats its condition literally, and Django's queries
+            # bind parameters.)
+            models.Index(fields=["status", "finished_at", "id"], name="delivery_finished"),
+            # The health page's last failure per destination: one short index read each,
+            # however many deliveries are stored.
+            models.Index(
+                fields=["destination", "status", "-finished_at", "-id"], name="delivery_failures"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -388,3 +397,71 @@ class RateLimitedTally(models.Model):
 
     def __str__(self) -> str:
         return f"429s at {self.destination_id}: {self.count}"
+
+
+class DailyRollup(models.Model):
+    """One destination's deliveries created on one past day, counted from the raw rows.
+
+    Kept beyond DELIVERY_RETENTION_DAYS, so the health page's history outlives the delivery log.
+    """
+
+    destination = models.ForeignKey(
+        Destination, on_delete=models.CASCADE, related_name="daily_rollups"
+    )
+    day = models.DateField(help_text="The local day (TIME_ZONE) the deliveries were created on.")
+    # As the health page's DayCount: tests are among the three, and counted apart as well.
+    delivered = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    other = models.PositiveIntegerField(default=0, help_text="Pending or sending, never failed.")
+    tests = models.PositiveIntegerField(default=0)
+    pages_delivered = models.PositiveIntegerField(default=0)
+    pages_failed = models.PositiveIntegerField(default=0)
+    # The delivered pages' latencies as a histogram of fixed logarithmic buckets,
+    # {bucket: [count, sum of milliseconds]} (destinations/retention/latency.py), so any days
+    # add up into the window's p50/p95.
+    latency = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["destination", "day"], name="rollup_once_a_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"rollup of {self.destination_id} on {self.day}"
+
+
+class RolledUpDay(models.Model):
+    """A past day whose deliveries are rolled up: the health page reads DailyRollup for it."""
+
+    day = models.DateField(unique=True)
+    rolled_up_at = models.DateTimeField(help_text="When the rollup read the day's deliveries.")
+    unfinished = models.PositiveIntegerField(
+        default=0, help_text="Deliveries still pending or sending then; it is rolled up again."
+    )
+
+    def __str__(self) -> str:
+        return f"rolled up {self.day}"
+
+
+class Housekeeping(models.Model):
+    """The daily housekeeping (rollups, pruning): its schedule, lease and progress, one row."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    # The lease: a worker runs the job when it moves next_run_at forward with a compare-and-set,
+    # so one worker runs it a day across every host; running_until keeps two runs apart.
+    next_run_at = models.DateTimeField(default=timezone.now)
+    running_until = models.DateTimeField(null=True, blank=True)
+    holder = models.CharField(max_length=255, blank=True)
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+    last_result = models.TextField(blank=True)
+    # What the last completed rollup pass saw: deliveries that finished before rolled_up_at, and
+    # ids up to rolled_up_max_id, are in the rollups; later changes mark their days to redo.
+    rolled_up_at = models.DateTimeField(null=True, blank=True)
+    rolled_up_max_id = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "housekeeping"
+
+    def __str__(self) -> str:
+        return f"housekeeping {self.name}"

@@ -275,3 +275,7 @@ OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # read by the Procfile itself. A connection whose client sends nothing for this long is dropped
 # (a half-sent body reaches the view as unreadable), so a silent client frees its thread.
 WEB_READ_TIMEOUT_SECONDS = env.float("WEB_READ_TIMEOUT_SECONDS", default=10.0)
+# Retention (design §12): finished deliveries older than this many days are pruned, daily by the
+# worker or by `manage.py prune_deliveries`; unfinished ones never are. Daily rollups keep the
+# health page's history beyond it.
+DELIVERY_RETENTION_DAYS = env.int("DELIVERY_RETENTION_DAYS", default=90)

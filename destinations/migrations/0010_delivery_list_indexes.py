@@ -1,5 +1,5 @@
-# The delivery log's list, in its order under each filter, and /healthz's recent failures, served
-# by indexes (bench/scale.py measures the pages at 10 thousand and millions of deliveries).
+# The delivery log's list, in its order under each filter, served by indexes (bench/scale.py
+# measures the pages at 10 thousand and millions of deliveries).
 
 from django.db import migrations, models
 
@@ -35,9 +35,5 @@ class Migration(migrations.Migration):
                 fields=["destination", "status", "-created_at", "-id"],
                 name="delivery_destination_status",
             ),
-        ),
-        AddIndexWithoutLocking(
-            model_name="delivery",
-            index=models.Index(fields=["status", "finished_at"], name="delivery_finished"),
         ),
     ]

@@ -1,7 +1,8 @@
 """The suite's builders: destinations, detections, runs, API posts, queued and drained work."""
 
 import json
-from datetime import UTC, datetime, timedelta
+import random
+from datetime import UTC, datetime, time, timedelta
 
 from django.db import transaction
 from django.test import Client
@@ -9,7 +10,7 @@ from django.utils import timezone
 
 from destinations.delivery.outbox import enqueue_run_deliveries
 from destinations.delivery.worker import Worker
-from destinations.models import Delivery, DeliveryKind, Destination
+from destinations.models import Delivery, DeliveryAttempt, DeliveryKind, DeliveryStatus, Destination
 from detections.models import Detection, DetectionRun
 from detections.outcomes import evaluate_outcome
 
@@ -102,3 +103,43 @@ def post_run(client: Client, body, token: str | None, *, content_type="applicati
 def stored_counts() -> tuple[int, int]:
     """How many runs and deliveries are stored."""
     return DetectionRun.objects.count(), Delivery.objects.count()
+
+
+def stored_delivery(
+    destination, *, status, created_at, latency_ms=None, kind=DeliveryKind.TRIGGER, **fields
+):
+    """Store one delivery as the worker would have left it."""
+    if status == DeliveryStatus.DELIVERED:
+        fields.setdefault("delivered_at", created_at + timedelta(milliseconds=latency_ms or 250))
+        fields.setdefault("finished_at", fields["delivered_at"])
+    if status == DeliveryStatus.FAILED:
+        fields.setdefault("finished_at", created_at + timedelta(seconds=1))
+    return Delivery.objects.create(
+        destination=destination,
+        kind=kind,
+        event={"event_action": "trigger"},
+        dedup_key=fields.pop("dedup_key", f"key-{random.random()}"),
+        status=status,
+        created_at=created_at,
+        queued_at=fields.pop("queued_at", created_at),
+        **fields,
+    )
+
+
+def with_attempt(delivery: Delivery) -> Delivery:
+    """Log one attempt of a stored delivery, as the worker would have."""
+    delivered = delivery.status == DeliveryStatus.DELIVERED
+    DeliveryAttempt.objects.create(
+        delivery=delivery,
+        number=1,
+        started_at=delivery.created_at,
+        status_code=202 if delivered else 400,
+        result=DeliveryAttempt.Result.DELIVERED if delivered else DeliveryAttempt.Result.FAILED,
+    )
+    return delivery
+
+
+def days_ago(days: int, at: time = time(12, 0)) -> datetime:
+    """A moment on a past local day, so a test never depends on the hour it runs at."""
+    day = timezone.localdate() - timedelta(days=days)
+    return datetime.combine(day, at, tzinfo=timezone.get_current_timezone())

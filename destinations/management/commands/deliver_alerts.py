@@ -1,3 +1,4 @@
+import argparse
 import signal
 
 from django.core.checks import Tags
@@ -5,6 +6,7 @@ from django.core.management.base import CommandError
 
 from destinations.checks import ENCRYPTION_TAG
 from destinations.delivery.worker import Worker
+from destinations.retention.housekeeping import Housekeeper
 from project.commands import ServiceCommand
 
 MAX_CONCURRENCY = 64
@@ -33,11 +35,23 @@ class Command(ServiceCommand):
             default=4,
             help=f"Deliveries sent at the same time, 1 to {MAX_CONCURRENCY} (default 4).",
         )
+        parser.add_argument(
+            "--housekeeping",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="Run the daily housekeeping (rollups, prune_deliveries) in a background thread "
+            "when it is due and no other worker runs it: on by default, off with --once unless "
+            "asked (--once --housekeeping waits for it before exiting).",
+        )
 
-    def handle(self, *args, once: bool, concurrency: int, **options):
+    def handle(self, *args, once: bool, concurrency: int, housekeeping: bool | None, **options):
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise CommandError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}.")
         worker = Worker(concurrency=concurrency)
+        if housekeeping is None:
+            housekeeping = not once
+        # Beside the delivery rounds, never inside them: a long prune must not delay a page.
+        housekeeper = Housekeeper(once=once) if housekeeping else None
 
         def stop(signum, frame):
             if worker.stopping:
@@ -47,10 +61,20 @@ class Command(ServiceCommand):
                 " (send it again to stop at once; their leases then expire and they are retried)."
             )
             worker.stop()
+            if housekeeper:
+                housekeeper.stop()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         if not once:
             self.stdout.write(f"Delivering with concurrency {concurrency}; Ctrl-C stops.")
-        stats = worker.run(once=once)
+        if housekeeper:
+            housekeeper.start()
+        try:
+            stats = worker.run(once=once)
+        finally:
+            if housekeeper:
+                if not once:
+                    housekeeper.stop()
+                housekeeper.join()
         self.stdout.write(f"Worker stopped: {stats}.")

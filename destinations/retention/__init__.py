@@ -1,0 +1,1 @@
+"""Retention: daily rollups of the delivery log, pruning it, and the daily job that does both."""

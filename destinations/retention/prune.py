@@ -1,0 +1,224 @@
+"""Pruning: finished deliveries older than DELIVERY_RETENTION_DAYS go, in short batches.
+
+Django's delete() would load every row (event bodies and all) to cascade in Python; here each
+batch is a handful of statements over a few thousand ids, each in its own short transaction, so
+the workers delivering meanwhile never wait long on a lock.
+"""
+
+import time as clock
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection, models, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from ..models import FINISHED, Delivery, DeliveryAttempt, DeliveryKind
+
+DEFAULT_BATCH_SIZE = 10_000
+RUN_EVENTS = (DeliveryKind.TRIGGER, DeliveryKind.RESOLVE)
+
+
+class PruneError(Exception):
+    """Pruning cannot go on safely (a relation it does not know how to clear)."""
+
+
+@dataclass
+class PruneReport:
+    """What a prune did (or, dry, would do)."""
+
+    retention_days: int
+    cutoff: datetime
+    prunable: int  # finished before the cutoff, counted before the first batch (dry: exactly)
+    deleted: int = 0
+    attempts_deleted: int = 0
+    dry_run: bool = False
+    stopped: bool = False
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        if self.dry_run:
+            return (
+                f"{self.prunable:,} finished deliveries older than {self.retention_days} days "
+                f"(finished before {self.cutoff:%Y-%m-%d %H:%M %Z}) would be pruned; "
+                "nothing was deleted (--dry-run)."
+            )
+        stopped = " Stopped early: run it again to go on." if self.stopped else ""
+        kept = self.prunable - self.deleted
+        kept = (
+            f" {kept:,} kept: the last event of an incident, or a failure whose fallback is "
+            "still stored."
+            if kept > 0 and not stopped
+            else ""
+        )
+        return (
+            f"Pruned {self.deleted:,} deliveries and {self.attempts_deleted:,} attempts "
+            f"finished before {self.cutoff:%Y-%m-%d %H:%M %Z} ({self.retention_days} days) "
+            f"in {self.seconds:.1f} s.{kept}{stopped}"
+        )
+
+
+def prunable(cutoff: datetime):
+    """The deliveries that may go: finished before the cutoff, and needed by nothing still kept.
+
+    Kept, however old: unfinished deliveries (pending or sending: never pruned); the last event a
+    detection run sent to each destination for an incident (auto-resolve reads whether it was a
+    trigger, and which key sent it); a delivery whose fallback is still stored (the fallback's
+    link to it says it is a fallback, which keeps fallbacks to one hop). These go once newer
+    events, or the fallback, have gone or come.
+    """
+    later_event = Delivery.objects.filter(
+        destination_id=OuterRef("destination_id"),
+        dedup_key=OuterRef("dedup_key"),
+        pk__gt=OuterRef("pk"),
+        run__isnull=False,
+        kind__in=RUN_EVENTS,
+    )
+    return (
+        Delivery.objects.filter(status__in=FINISHED, finished_at__lt=cutoff)
+        .exclude(Q(run__isnull=False, kind__in=RUN_EVENTS) & ~Exists(later_event))
+        .exclude(Exists(Delivery.objects.filter(fallback_of=OuterRef("pk"))))
+        .order_by()
+    )
+
+
+def prune_deliveries(
+    *,
+    retention_days: int,
+    now: datetime | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    dry_run: bool = False,
+    progress: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    after_batch: Callable[[], None] = lambda: None,
+) -> PruneReport:
+    """Delete the prunable deliveries and their attempts, batch by batch, oldest first."""
+    if retention_days < 1:
+        raise PruneError(
+            f"DELIVERY_RETENTION_DAYS is {retention_days}; it must be a whole number of days, "
+            "at least 1."
+        )
+    started = clock.perf_counter()
+    cutoff = (now or timezone.now()) - timedelta(days=retention_days)
+    finished_before = Delivery.objects.filter(status__in=FINISHED, finished_at__lt=cutoff)
+    report = PruneReport(
+        retention_days=retention_days,
+        cutoff=cutoff,
+        # A dry run counts exactly; a real one counts along the index only (the progress lines'
+        # "of N"), as the exact count reads every candidate's neighbours once more.
+        prunable=(prunable(cutoff) if dry_run else finished_before).order_by().count(),
+        dry_run=dry_run,
+    )
+    if dry_run or not report.prunable:
+        report.seconds = clock.perf_counter() - started
+        return report
+    children = _child_relations()
+    for status in FINISHED:
+        _prune_status(
+            finished_before.filter(status=status).order_by(),
+            report,
+            cutoff=cutoff,
+            children=children,
+            batch_size=batch_size,
+            progress=progress,
+            should_stop=should_stop,
+            after_batch=after_batch,
+        )
+    report.stopped = should_stop()
+    report.seconds = clock.perf_counter() - started
+    return report
+
+
+def _prune_status(
+    finished,
+    report: PruneReport,
+    *,
+    cutoff,
+    children,
+    batch_size,
+    progress,
+    should_stop,
+    after_batch,
+) -> None:
+    """Prune the finished rows of one status, batch by batch, in the order they finished."""
+    # Keyset order over the delivery_finished index (status, finished_at, id): each batch is a
+    # range of the index starting where the last ended, so rows kept are read once. Which rows
+    # of a batch may go is asked of those rows only (one index probe each), not of the log.
+    after: tuple[datetime, int] | None = None
+    while not should_stop():
+        page = finished
+        if after is not None:
+            page = page.filter(
+                Q(finished_at__gt=after[0]) | Q(finished_at=after[0], pk__gt=after[1])
+            )
+        batch = list(
+            page.order_by("finished_at", "pk").values_list("finished_at", "pk")[:batch_size]
+        )
+        if not batch:
+            return
+        after = batch[-1]
+        ids = list(
+            prunable(cutoff).filter(pk__in=[pk for _, pk in batch]).values_list("pk", flat=True)
+        )
+        deleted, attempts = _delete_batch(ids, cutoff=cutoff, children=children)
+        report.deleted += deleted
+        report.attempts_deleted += attempts
+        after_batch()
+        if progress:
+            progress(f"Pruned {report.deleted:,} of {report.prunable:,} deliveries…")
+
+
+# Links that prunable() already keeps from pointing at a pruned row (a fallback's origin stays
+# while the fallback does), so clearing them would be a query per batch that changes nothing.
+KEPT_BY_PRUNABLE = {"fallback_of"}
+
+
+def _child_relations() -> list[models.ForeignObjectRel]:
+    """Every foreign key pointing at Delivery, each cascading or set null, else a PruneError."""
+    relations = []
+    for relation in Delivery._meta.related_objects:
+        if relation.related_model is Delivery and relation.field.name in KEPT_BY_PRUNABLE:
+            continue
+        if relation.on_delete not in (models.CASCADE, models.SET_NULL):
+            raise PruneError(
+                f"{relation.related_model.__name__}.{relation.field.name} points at deliveries "
+                f"with on_delete={relation.on_delete.__name__}; pruning does not know whether "
+                "those rows may go."
+            )
+        relations.append(relation)
+    return relations
+
+
+def _delete_batch(
+    ids: list[int], *, cutoff: datetime, children: list[models.ForeignObjectRel]
+) -> tuple[int, int]:
+    """Delete these deliveries if still finished before the cutoff; how many, and attempts."""
+    if not ids:
+        return 0, 0
+    table = connection.ops.quote_name(Delivery._meta.db_table)
+    marks = ", ".join(["%s"] * len(ids))
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            # The status is checked again here: "Retry now" may have made one pending since it
+            # was picked, and it then stays. A row a worker holds is unfinished, never picked.
+            # Foreign keys are checked at commit (Django creates them deferred on both
+            # databases), so the rows pointing here are cleared after, in the same transaction.
+            cursor.execute(
+                f"DELETE FROM {table} WHERE id IN ({marks}) "  # noqa: S608 (ids are bound)
+                "AND status IN (%s, %s) AND finished_at < %s RETURNING id",
+                [*ids, *FINISHED, connection.ops.adapt_datetimefield_value(cutoff)],
+            )
+            deleted = [row[0] for row in cursor.fetchall()]
+        attempts = 0
+        for relation in children:
+            rows = relation.related_model._base_manager.filter(
+                **{f"{relation.field.attname}__in": deleted}
+            )
+            if relation.on_delete is models.SET_NULL:
+                rows.update(**{relation.field.attname: None})
+            elif relation.on_delete is models.CASCADE:
+                # DeliveryAttempt has nothing pointing at it: one DELETE … WHERE delivery_id IN.
+                _, by_model = rows.delete()
+                attempts += by_model.get(DeliveryAttempt._meta.label, 0)
+    return len(deleted), attempts
