@@ -38,7 +38,7 @@ def percentile(values: list[float], percent: float) -> float:
 
 def measure(workdir: Path, *, log=print) -> dict:
     """Post RUNS runs SPACING_S apart through gunicorn to a worker at default settings."""
-    return _measure(workdir / "latency", runs=RUNS, spacing_s=SPACING_S)
+    return _measure(workdir, runs=RUNS, spacing_s=SPACING_S)
 
 
 def measure_postgres(workdir: Path, *, log=print) -> dict:
@@ -51,17 +51,34 @@ def measure_postgres(workdir: Path, *, log=print) -> dict:
     except psycopg.Error as error:
         return {"skipped": f"no PostgreSQL reachable at {postgres.safe(url)}: {error}".strip()}
     with postgres.databases(url) as create:
-        database_url = postgres.with_database(url, create("latency"))
-        return _measure(
-            workdir / "latency-postgres",
+        listening = _measure(
+            workdir / "listening",
             runs=POSTGRES_RUNS,
             spacing_s=POSTGRES_SPACING_S,
-            database_url=database_url,
+            database_url=postgres.with_database(url, create("listening")),
         )
+        # The same with the worker polling only, for comparison in the same run.
+        polling = _measure(
+            workdir / "polling",
+            runs=POSTGRES_RUNS,
+            spacing_s=POSTGRES_SPACING_S,
+            database_url=postgres.with_database(url, create("polling")),
+            worker_env={"DELIVERY_LISTEN": "False"},
+        )
+    listening["polling_p50_ms"] = polling["p50_ms"]
+    listening["polling_p95_ms"] = polling["p95_ms"]
+    listening["polling_baseline_p50_ms"] = polling["baseline_p50_ms"]
+    listening["setup"]["worker"] += "; polling_*: the same with DELIVERY_LISTEN=False"
+    return listening
 
 
 def _measure(
-    data_dir: Path, *, runs: int, spacing_s: float, database_url: str | None = None
+    data_dir: Path,
+    *,
+    runs: int,
+    spacing_s: float,
+    database_url: str | None = None,
+    worker_env: dict[str, str] | None = None,
 ) -> dict:
     """Post `runs` runs `spacing_s` apart through gunicorn to a worker at default settings."""
     # In this process, so the fake's arrival clock (time.monotonic) is the one the sender reads;
@@ -96,7 +113,8 @@ def _measure(
                 log="web",
             )
         )
-        processes.append(site.spawn(PYTHON, "manage.py", "deliver_alerts", log="worker"))
+        worker_site = site.with_env(**(worker_env or {}))
+        processes.append(worker_site.spawn(PYTHON, "manage.py", "deliver_alerts", log="worker"))
         if not wait_until(lambda: _answers(f"{base}/healthz"), timeout=30):
             raise RuntimeError("gunicorn did not answer /healthz within 30 seconds")
 

@@ -39,6 +39,7 @@ TARGETS = (
     Target("latency_postgres.p50_ms", "latency-postgres", "ms", "<= 15"),
     Target("latency_postgres.p95_ms", "latency-postgres", "ms", "<= 40"),
     Target("latency_postgres.baseline_p50_ms", "latency-postgres", "ms"),
+    Target("latency_postgres.polling_p50_ms", "latency-postgres", "ms"),
     Target("admin.queries_10", "admin", ""),
     Target("admin.queries_1000", "admin", "", "== admin.queries_10"),
     Target("admin.p50_ms", "admin", "ms", "<= 300"),

@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 logger = logging.getLogger("destinations.worker")
@@ -40,8 +41,8 @@ def notify_workers() -> None:
 
 
 def can_listen() -> bool:
-    """Whether the database can wake workers (PostgreSQL), or they only poll (SQLite)."""
-    return connection.vendor == "postgresql"
+    """Whether workers listen (PostgreSQL, DELIVERY_LISTEN on), or only poll (SQLite)."""
+    return connection.vendor == "postgresql" and settings.DELIVERY_LISTEN
 
 
 class Listener:

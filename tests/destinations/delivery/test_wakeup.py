@@ -189,3 +189,22 @@ def test_retry_now_and_a_run_wake_the_workers_and_a_rollback_does_not(notificati
         record_run(detection, "run-2")
         raise RuntimeError("rolled back")
     assert notifications() == 0
+
+
+@pytest.mark.postgres
+@on_postgresql
+def test_with_listening_turned_off_a_worker_on_postgresql_polls(
+    fake_pagerduty, detection, settings
+):
+    settings.DELIVERY_LISTEN = False  # behind a pooler in transaction mode
+    worker = Worker(concurrency=2, poll_interval=0.05)
+    thread = threading.Thread(target=_run_then_close, args=(worker,), daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        assert listening_backends() == []
+        assert seconds_to_page(fake_pagerduty, detection, "polled") < 2
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+    assert worker.listener is None
