@@ -62,6 +62,8 @@ class Listener:
         self.listening = threading.Event()
         # The listening connection's backend pid, while listening.
         self.backend_pid: int | None = None
+        # Whether the last connection was lost (so the next LISTEN says "again" and wakes).
+        self._lost = False
 
     def start(self) -> "Listener":
         self._thread.start()
@@ -73,7 +75,6 @@ class Listener:
         self._thread.join(timeout=LISTEN_SLICE_SECONDS + 5)
 
     def _run(self) -> None:
-        self._lost = False
         while not self._stopping.is_set():
             try:
                 self._listen()
