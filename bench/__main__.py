@@ -19,7 +19,16 @@ from . import admin_pages, latency, postgres, prune, rotation, scale, throughput
 from .report import evaluate, table
 from .sites import ROOT
 
-SECTIONS = ("throughput", "postgres", "latency", "admin", "rotation", "scale", "prune")
+SECTIONS = (
+    "throughput",
+    "postgres",
+    "latency",
+    "latency-postgres",
+    "admin",
+    "rotation",
+    "scale",
+    "prune",
+)
 DEFAULT_OUTPUT = Path(__file__).with_name("results.json")
 
 
@@ -46,6 +55,8 @@ def run_sections(sections: list[str], workdir: Path) -> dict:
                 )
             elif section == "latency":
                 results["latency"] = latency.measure(workdir / section, log=log)
+            elif section == "latency-postgres":
+                results["latency_postgres"] = latency.measure_postgres(workdir / section, log=log)
             elif section == "admin":
                 results["admin"], results["health"] = admin_pages.measure(
                     workdir / section, log=log

@@ -1,4 +1,9 @@
-"""Latency: from the API POST of a matching run to the moment PagerDuty receives its event."""
+"""Latency: from the API POST of a matching run to the moment PagerDuty receives its event.
+
+On SQLite runs come 50 ms apart, so a worker polling every 0.1 s is found at any point of its
+wait. On PostgreSQL (`latency-postgres`) the worker is idle before each run (runs come farther
+apart than its poll interval), so what is measured is how fast a notification wakes it.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,21 @@ import statistics
 import time
 from pathlib import Path
 
+import psycopg
 import requests
 
 from tests.support.fake_pagerduty import FakePagerDuty
 
+from . import postgres
 from .sites import PYTHON, Site, free_port, stop, wait_until
 
 RUNS = 200
 WARMUP = 10
 SPACING_S = 0.05
 WEB_WORKERS = 2
+# PostgreSQL: 2.5 poll intervals (0.1 s) between runs, so the worker has gone idle before each.
+POSTGRES_RUNS = 100
+POSTGRES_SPACING_S = 0.25
 
 
 def percentile(values: list[float], percent: float) -> float:
@@ -28,17 +38,60 @@ def percentile(values: list[float], percent: float) -> float:
 
 def measure(workdir: Path, *, log=print) -> dict:
     """Post RUNS runs SPACING_S apart through gunicorn to a worker at default settings."""
+    return _measure(workdir, runs=RUNS, spacing_s=SPACING_S)
+
+
+def measure_postgres(workdir: Path, *, log=print) -> dict:
+    """The same on a throwaway PostgreSQL database, the worker idle before each run."""
+    url = postgres.server_url()
+    if url is None:
+        return {"skipped": "BENCH_DATABASE_URL is set empty"}
+    try:
+        postgres.connect(url).close()
+    except psycopg.Error as error:
+        return {"skipped": f"no PostgreSQL reachable at {postgres.safe(url)}: {error}".strip()}
+    with postgres.databases(url) as create:
+        listening = _measure(
+            workdir / "listening",
+            runs=POSTGRES_RUNS,
+            spacing_s=POSTGRES_SPACING_S,
+            database_url=postgres.with_database(url, create("listening")),
+        )
+        # The same with the worker polling only, for comparison in the same run.
+        polling = _measure(
+            workdir / "polling",
+            runs=POSTGRES_RUNS,
+            spacing_s=POSTGRES_SPACING_S,
+            database_url=postgres.with_database(url, create("polling")),
+            worker_env={"DELIVERY_LISTEN": "False"},
+        )
+    listening["polling_p50_ms"] = polling["p50_ms"]
+    listening["polling_p95_ms"] = polling["p95_ms"]
+    listening["polling_baseline_p50_ms"] = polling["baseline_p50_ms"]
+    listening["setup"]["worker"] += "; polling_*: the same with DELIVERY_LISTEN=False"
+    return listening
+
+
+def _measure(
+    data_dir: Path,
+    *,
+    runs: int,
+    spacing_s: float,
+    database_url: str | None = None,
+    worker_env: dict[str, str] | None = None,
+) -> dict:
+    """Post `runs` runs `spacing_s` apart through gunicorn to a worker at default settings."""
     # In this process, so the fake's arrival clock (time.monotonic) is the one the sender reads;
     # it answers at once, which costs it little. A second fake takes the direct posts.
     pagerduty = FakePagerDuty().start()
     direct = FakePagerDuty().start()
     processes = []
     try:
-        site = Site.create(workdir / "latency", events_url=pagerduty.url)
+        site = Site.create(data_dir, events_url=pagerduty.url, database_url=database_url)
         site.manage("migrate", "--noinput", "-v", "0")
-        plan_file = workdir / "latency-plan.json"
+        plan_file = data_dir / "latency-plan.json"
         site.bench_step(
-            "seed", "latency", "--runs", str(WARMUP + RUNS), "--plan-file", str(plan_file)
+            "seed", "latency", "--runs", str(WARMUP + runs), "--plan-file", str(plan_file)
         )
         plan = json.loads(plan_file.read_text())
         token = site.manage("create_api_token", "bench").stdout.strip().splitlines()[-1]
@@ -60,7 +113,8 @@ def measure(workdir: Path, *, log=print) -> dict:
                 log="web",
             )
         )
-        processes.append(site.spawn(PYTHON, "manage.py", "deliver_alerts", log="worker"))
+        worker_site = site.with_env(**(worker_env or {}))
+        processes.append(worker_site.spawn(PYTHON, "manage.py", "deliver_alerts", log="worker"))
         if not wait_until(lambda: _answers(f"{base}/healthz"), timeout=30):
             raise RuntimeError("gunicorn did not answer /healthz within 30 seconds")
 
@@ -79,7 +133,7 @@ def measure(workdir: Path, *, log=print) -> dict:
         started = time.monotonic()
         for index, entry in enumerate(plan[WARMUP:]):
             # Paced by the clock, not by the answers, so a slow answer does not stretch the gaps.
-            delay = started + index * SPACING_S - time.monotonic()
+            delay = started + index * spacing_s - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             sent_at[entry["run_id"]] = time.monotonic()
@@ -92,8 +146,8 @@ def measure(workdir: Path, *, log=print) -> dict:
                 headers={"Content-Type": "application/json"},
                 timeout=10,
             ).raise_for_status()
-        if not pagerduty.wait_for(RUNS, timeout=30):
-            raise RuntimeError(f"only {len(pagerduty.accepted)} of {RUNS} events arrived in time")
+        if not pagerduty.wait_for(runs, timeout=30):
+            raise RuntimeError(f"only {len(pagerduty.accepted)} of {runs} events arrived in time")
     finally:
         for process in processes:
             stop(process)
@@ -111,8 +165,9 @@ def measure(workdir: Path, *, log=print) -> dict:
         "api_p50_ms": round(percentile(api_ms, 50), 1),
         "mean_ms": round(statistics.fmean(latencies), 1),
         "setup": {
-            "runs": RUNS,
-            "spacing_s": SPACING_S,
+            "database": "PostgreSQL" if database_url else "SQLite",
+            "runs": runs,
+            "spacing_s": spacing_s,
             "web": f"gunicorn, {WEB_WORKERS} workers",
             "worker": "deliver_alerts at default settings",
         },

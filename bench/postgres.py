@@ -34,13 +34,13 @@ def server_url() -> str | None:
     return DEFAULT_URL
 
 
-def _with_database(url: str, name: str) -> str:
+def with_database(url: str, name: str) -> str:
     """The same server URL naming another database."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def _connect(url: str) -> psycopg.Connection:
+def connect(url: str) -> psycopg.Connection:
     """An autocommit connection for CREATE/DROP DATABASE (which cannot run in a transaction)."""
     parts = urlsplit(url)
     return psycopg.connect(
@@ -62,7 +62,7 @@ def databases(url: str) -> Iterator[callable]:
     """
     made: list[str] = []
     prefix = f"bench_{secrets.token_hex(4)}"
-    with _connect(url) as admin:
+    with connect(url) as admin:
 
         def create(suffix: str, *, template: str | None = None) -> str:
             name = f"{prefix}_{suffix}"
@@ -88,21 +88,21 @@ def measure(workdir: Path, *, baseline_per_s: float | None = None, log=print) ->
     if url is None:
         return {"skipped": "BENCH_DATABASE_URL is set empty"}
     try:
-        _connect(url).close()
+        connect(url).close()
     except psycopg.Error as error:
-        return {"skipped": f"no PostgreSQL reachable at {_safe(url)}: {error}".strip()}
-    results: dict = {"server": _safe(url), "by_processes": {}}
+        return {"skipped": f"no PostgreSQL reachable at {safe(url)}: {error}".strip()}
+    results: dict = {"server": safe(url), "by_processes": {}}
     with databases(url) as create:
         template = create("template")
         with fake_pagerduty(latency=throughput.PAGERDUTY_LATENCY) as events_url:
             backlog = throughput.prepare_backlog(
                 workdir / "postgres",
                 events_url=events_url,
-                database_url=_with_database(url, template),
+                database_url=with_database(url, template),
             )
         for processes in PROCESSES:
             name = create(f"run{processes}", template=template)
-            site = backlog.seeded.with_env(DATABASE_URL=_with_database(url, name))
+            site = backlog.seeded.with_env(DATABASE_URL=with_database(url, name))
             with fake_pagerduty(latency=throughput.PAGERDUTY_LATENCY) as events_url:
                 seconds, delivered = _run_processes(site, processes, events_url=events_url)
             if delivered != throughput.DELIVERIES:
@@ -144,7 +144,7 @@ def _run_processes(site: Site, processes: int, *, events_url: str) -> tuple[floa
     return time.perf_counter() - started, delivered
 
 
-def _safe(url: str) -> str:
+def safe(url: str) -> str:
     """The URL without its password, for the report."""
     parts = urlsplit(url)
     if parts.password:

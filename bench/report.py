@@ -38,6 +38,10 @@ TARGETS = (
     Target("latency.p50_ms", "latency", "ms", "<= 100"),
     Target("latency.p95_ms", "latency", "ms", "<= 250"),
     Target("latency.baseline_p50_ms", "latency", "ms"),
+    Target("latency_postgres.p50_ms", "latency-postgres", "ms", "<= 15"),
+    Target("latency_postgres.p95_ms", "latency-postgres", "ms", "<= 40"),
+    Target("latency_postgres.baseline_p50_ms", "latency-postgres", "ms"),
+    Target("latency_postgres.polling_p50_ms", "latency-postgres", "ms"),
     Target("admin.queries_10", "admin", ""),
     Target("admin.queries_1000", "admin", "", "== admin.queries_10"),
     Target("admin.p50_ms", "admin", "ms", "<= 300"),
@@ -134,6 +138,9 @@ def table(results: dict, sections: list[str]) -> str:
                 "PostgreSQL, deliveries/s by worker processes (--concurrency 8 each): "
                 + ", ".join(f"{n}: {rate:g}" for n, rate in pg["by_processes"].items())
             )
+    skipped = lookup(results, "latency_postgres.skipped")
+    if skipped:
+        lines.append(f"Latency on PostgreSQL: skipped ({skipped})")
     lines += scale_lines(results)
     health_note = lookup(results, "health.note")
     if health_note:

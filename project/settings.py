@@ -212,8 +212,18 @@ DELIVERY_RETRY_AFTER_MAX_SECONDS = env.float("DELIVERY_RETRY_AFTER_MAX_SECONDS",
 # and drops the event. Each destination's budget is a token bucket counted in the database.
 DELIVERY_RATE_PER_MINUTE = env.float("DELIVERY_RATE_PER_MINUTE", default=120.0)
 DELIVERY_RATE_BURST = env.int("DELIVERY_RATE_BURST", default=20)
-# How often an idle worker looks for due deliveries (seconds); bounds the added latency.
-DELIVERY_POLL_INTERVAL_SECONDS = env.float("DELIVERY_POLL_INTERVAL_SECONDS", default=0.1)
+# How often an idle worker looks for due deliveries (seconds); on SQLite this bounds the added
+# latency. Looking costs an idle SQLite worker little (1-2 % of a core at 0.1 s, 1.5-4 % at
+# 0.05 s, measured over 10 s), so it looks twice as often as before. On PostgreSQL a
+# notification wakes the worker at once (DELIVERY_LISTEN): polling finds retries as they fall
+# due, and covers a lost connection.
+DELIVERY_POLL_INTERVAL_SECONDS = env.float(
+    "DELIVERY_POLL_INTERVAL_SECONDS",
+    default=0.05 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 0.1,
+)
+# On PostgreSQL an idle worker also LISTENs, so a new run's pages wake it at once. Off behind a
+# pooler in transaction mode (PgBouncer), where a LISTEN is not kept: workers then only poll.
+DELIVERY_LISTEN = env.bool("DELIVERY_LISTEN", default=True)
 # A lease lasts the destination's timeout plus this margin; then another worker may take it.
 DELIVERY_LEASE_MARGIN_SECONDS = env.float("DELIVERY_LEASE_MARGIN_SECONDS", default=15.0)
 

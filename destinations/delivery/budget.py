@@ -1,5 +1,6 @@
 """Per-destination send budgets (token buckets) kept in the database and shared by all workers."""
 
+import functools
 import math
 from datetime import datetime
 
@@ -7,6 +8,13 @@ from django.conf import settings
 from django.db import connection
 
 from ..models import RateBudget
+from .compiled import STAND_IN_ID, CompiledQuery
+
+# The destinations this process has seen a bucket for. A bucket is made once and lives as long
+# as its destination, so asking the database to create it again on every claim (an INSERT … ON
+# CONFLICT DO NOTHING, 0.3 ms of the claim's CPU: bench `throughput`) is spared; should one be
+# missing all the same, that claim grants it nothing and the next creates it.
+_seen_buckets: set[int] = set()
 
 
 def _rate_per_second() -> float:
@@ -28,18 +36,19 @@ def take_tokens(wanted: dict[int, int], *, now: datetime) -> dict[int, tuple[int
     burst = float(settings.DELIVERY_RATE_BURST)
     rate = _rate_per_second()
     ids = sorted(wanted)
-    # A bucket is created full the first time a destination sends.
-    RateBudget.objects.bulk_create(
-        [RateBudget(destination_id=i, tokens=burst, refilled_at=now) for i in ids],
-        ignore_conflicts=True,
-    )
-    budgets = (
-        RateBudget.objects.select_for_update()
-        .filter(destination_id__in=ids)
-        .order_by("pk")
-        .values_list("destination_id", "tokens", "refilled_at")
-    )
-    granted: dict[int, tuple[int, float]] = {}
+    # A bucket is created full the first time a destination sends. Before any bucket is locked:
+    # the insert may wait for another claimer's, which must not be waiting for ours.
+    if not _seen_buckets.issuperset(ids):
+        RateBudget.objects.bulk_create(
+            [RateBudget(destination_id=i, tokens=burst, refilled_at=now) for i in ids],
+            ignore_conflicts=True,
+        )
+    budgets = _locked_buckets(len(ids)).run(*ids)
+    # A bucket gone since it was seen: nothing granted now, nothing to wait; the next pass of
+    # the claim creates it again.
+    granted: dict[int, tuple[int, float]] = {i: (0, 0.0) for i in ids}
+    _seen_buckets.difference_update(ids)
+    _seen_buckets.update(destination_id for destination_id, _, _ in budgets)
     changed = []
     for destination_id, stored_tokens, refilled_at in budgets:
         elapsed = max((now - refilled_at).total_seconds(), 0.0)
@@ -51,6 +60,21 @@ def take_tokens(wanted: dict[int, int], *, now: datetime) -> dict[int, tuple[int
         changed.append((tokens, destination_id))
     _store(changed, refilled_at=now)
     return granted
+
+
+@functools.cache
+def _locked_buckets(count: int) -> CompiledQuery:
+    """The buckets of `count` destinations, locked (FOR UPDATE) in id order; compiled once."""
+    return CompiledQuery(
+        lambda *ids: (
+            RateBudget.objects.select_for_update()
+            .filter(destination_id__in=ids)
+            .order_by("pk")
+            .values_list("destination_id", "tokens", "refilled_at")
+        ),
+        stand_ins=[STAND_IN_ID - n for n in range(count)],
+        fields=[RateBudget._meta.get_field("destination")] * count,
+    )
 
 
 def _store(changed: list[tuple[float, int]], *, refilled_at: datetime) -> None:

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q, TextField
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
+from django.db.models import Exists, OuterRef, Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from ..models import UNFINISHED, Delivery, DeliveryAttempt, DeliveryStatus
+from ..models import UNFINISHED, Delivery, DeliveryAttempt, DeliveryStatus, Destination
 from .budget import take_tokens
+from .compiled import STAND_IN_MOMENT, CompiledQuery
 from .resolves import void_resolves_through_replaced_keys
 
 LOST_LEASE_ERROR = (
@@ -81,6 +82,16 @@ def _claimable():
     )
 
 
+def _expired(now: datetime) -> Q:
+    # A row being sent without a lease (a test alert in the admin's own transaction) has a
+    # NULL lease_expires_at, which no comparison matches: it is never taken from its sender.
+    return Q(status=DeliveryStatus.SENDING, lease_expires_at__lte=now)
+
+
+def _pending(now: datetime) -> Q:
+    return Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+
+
 def _select_due(now: datetime, *, limit: int, skip: list[int]) -> list[Delivery]:
     """Up to `limit` due deliveries: expired leases first, then pending ones by due time.
 
@@ -90,16 +101,75 @@ def _select_due(now: datetime, *, limit: int, skip: list[int]) -> list[Delivery]
     a plain existence check spares building the full query for them on almost every claim.
     """
     claimable = _claimable().exclude(pk__in=skip) if skip else _claimable()
-    # A row being sent without a lease (a test alert in the admin's own transaction) has a
-    # NULL lease_expires_at, which no comparison matches: it is never taken from its sender.
-    expired = Q(status=DeliveryStatus.SENDING, lease_expires_at__lte=now)
     rows = []
-    if Delivery.objects.filter(expired).exists():
-        rows = list(claimable.filter(expired)[:limit])
+    if _any_expired().run(now):
+        rows = list(claimable.filter(_expired(now))[:limit])
     if len(rows) < limit:
-        pending = claimable.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-        rows += pending[: limit - len(rows)]
+        if skip:
+            rows += claimable.filter(_pending(now))[: limit - len(rows)]
+        else:
+            # The common claim runs the same SQL each time: compiled once (_due_pending).
+            rows += [_claimed_row(values) for values in _due_pending(limit - len(rows)).run(now)]
     return rows
+
+
+_NEXT_ATTEMPT_AT = Delivery._meta.get_field("next_attempt_at")
+# The claimed fields as values_list() columns, each model's in its field order (for from_db()).
+_DELIVERY_COLUMNS = tuple(
+    field.attname
+    for field in Delivery._meta.concrete_fields
+    if field.primary_key or field.attname in _CLAIMED_FIELDS
+)
+_DESTINATION_FIELDS = tuple(
+    name.removeprefix("destination__")
+    for name in _CLAIMED_FIELDS
+    if name.startswith("destination__")
+)
+_DESTINATION_COLUMNS = tuple(
+    field.attname
+    for field in Destination._meta.concrete_fields
+    if field.primary_key or field.attname in _DESTINATION_FIELDS
+)
+
+
+@functools.cache
+def _any_expired() -> CompiledQuery:
+    """Whether any lease has expired at a moment: one row's id, or none."""
+    return CompiledQuery(
+        lambda now: Delivery.objects.filter(_expired(now)).values_list("pk")[:1],
+        stand_ins=[STAND_IN_MOMENT],
+        fields=[Delivery._meta.get_field("lease_expires_at")],
+    )
+
+
+@functools.cache
+def _due_pending(limit: int) -> CompiledQuery:
+    """The first `limit` pending deliveries due at a moment, locked, as _claimable() reads them.
+
+    Compiled once per limit (bench `throughput`: 1.8 ms of CPU a claim, then 0.3 ms).
+    """
+    columns = (
+        *_DELIVERY_COLUMNS,
+        *(f"destination__{name}" for name in _DESTINATION_COLUMNS if name != "id"),
+        "routing_key_token",
+    )
+    return CompiledQuery(
+        lambda now: _claimable().filter(_pending(now)).values_list(*columns)[:limit],
+        stand_ins=[STAND_IN_MOMENT],
+        fields=[_NEXT_ATTEMPT_AT],
+    )
+
+
+def _claimed_row(values: tuple) -> Delivery:
+    """A delivery and its destination from a row of _due_pending(), as select_related() makes."""
+    split = len(_DELIVERY_COLUMNS)
+    delivery = Delivery.from_db(DEFAULT_DB_ALIAS, _DELIVERY_COLUMNS, values[:split])
+    destination = Destination.from_db(
+        DEFAULT_DB_ALIAS, _DESTINATION_COLUMNS, (delivery.destination_id, *values[split:-1])
+    )
+    Delivery._meta.get_field("destination").set_cached_value(delivery, destination)
+    delivery.routing_key_token = values[-1]
+    return delivery
 
 
 # A worker claims up to twice as many rows as it has threads, so a claimed row may wait for one
@@ -138,23 +208,47 @@ def claim_due(*, limit: int, now: datetime | None = None) -> list[Claim]:
             return []
         _log_lost_leases([row for row in claimed if row.status == DeliveryStatus.SENDING], now)
         token = uuid.uuid4()
-        by_timeout = defaultdict(list)
-        for row in claimed:
-            by_timeout[row.destination.timeout_seconds].append(row.pk)
-        for timeout, ids in by_timeout.items():
-            lease = timedelta(seconds=lease_seconds(timeout))
-            Delivery.objects.filter(pk__in=ids).update(
-                status=DeliveryStatus.SENDING,
-                lease_token=token,
-                lease_expires_at=now + lease,
-                attempts=F("attempts") + 1,
-                total_attempts=F("total_attempts") + 1,
-            )
+        _lease(claimed, token=token, now=now)
     for row in claimed:
         row.status, row.lease_token = DeliveryStatus.SENDING, token
         row.attempts += 1
         row.total_attempts += 1
     return [Claim(delivery=row, lease_token=token) for row in claimed]
+
+
+def _lease(rows: list[Delivery], *, token: uuid.UUID, now: datetime) -> None:
+    """Mark the rows sending under this worker's lease, counting the attempt: one statement for
+    each lease length (destinations' timeouts).
+
+    Plain SQL, as in _update_each() (attempts.py): QuerySet.update() cost the claim 0.5 ms of
+    CPU to build for each lease length (bench `throughput`). Names come from _meta, quoted by
+    the backend; every value is a parameter, prepared by its field.
+    """
+    meta = Delivery._meta
+    quote = connection.ops.quote_name
+    status, lease_token, expires, attempts, total = (
+        quote(meta.get_field(name).column)
+        for name in ("status", "lease_token", "lease_expires_at", "attempts", "total_attempts")
+    )
+    by_timeout = defaultdict(list)
+    for row in rows:
+        by_timeout[row.destination.timeout_seconds].append(row.pk)
+    prepared_token = meta.get_field("lease_token").get_db_prep_save(token, connection)
+    prepare_moment = meta.get_field("lease_expires_at").get_db_prep_save
+    with connection.cursor() as cursor:
+        for timeout, ids in by_timeout.items():
+            expires_at = now + timedelta(seconds=lease_seconds(timeout))
+            cursor.execute(
+                f"UPDATE {quote(meta.db_table)} SET {status} = %s, {lease_token} = %s, "  # noqa: S608
+                f"{expires} = %s, {attempts} = {attempts} + 1, {total} = {total} + 1 "
+                f"WHERE {quote(meta.pk.column)} IN ({', '.join(['%s'] * len(ids))})",
+                [
+                    DeliveryStatus.SENDING.value,
+                    prepared_token,
+                    prepare_moment(expires_at, connection),
+                    *ids,
+                ],
+            )
 
 
 def _within_budget(rows: list[Delivery], now: datetime) -> list[Delivery]:

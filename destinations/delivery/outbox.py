@@ -27,6 +27,7 @@ from ..pagerduty.events import (
 )
 from .resolves import queue_auto_resolves
 from .routing import destinations_to_page
+from .wakeup import notify_workers
 
 logger = logging.getLogger("destinations.delivery")
 
@@ -73,7 +74,18 @@ def enqueue_run_deliveries(run) -> list[Delivery]:
         deliveries = queue_auto_resolves(run, now=now)
     else:
         return []
-    return Delivery.objects.bulk_create(deliveries) if deliveries else []
+    return _queued(deliveries)
+
+
+def _queued(deliveries: list[Delivery]) -> list[Delivery]:
+    """Store new deliveries, waking the workers (after the commit) if any is due now."""
+    if not deliveries:
+        return []
+    created = Delivery.objects.bulk_create(deliveries)
+    # A voided resolve is stored finished; only pending rows are the workers' to send.
+    if any(delivery.status == DeliveryStatus.PENDING for delivery in created):
+        notify_workers()
+    return created
 
 
 def _trigger(run, destination: Destination, *, now) -> Delivery:
@@ -116,7 +128,7 @@ def queue_test_resolves(delivered: "Sequence[FinishedAttempt]") -> list[Delivery
         for attempt in delivered
         if attempt.delivery.kind == DeliveryKind.TEST and attempt.delivery.resolve_after
     ]
-    return Delivery.objects.bulk_create(resolves) if resolves else []
+    return _queued(resolves)
 
 
 # Fallback (§10): a page that failed goes, once, to its destination's fallback.
@@ -208,7 +220,7 @@ def _queue_fallbacks(reasons: "dict[int, tuple[FinishedAttempt, str]]") -> list[
         )
     for pk, note in notes.items():
         Delivery.objects.filter(pk=pk).update(last_error=Concat(F("last_error"), Value(note)))
-    created = Delivery.objects.bulk_create(queued) if queued else []
+    created = _queued(queued)
     for fallback in created:
         logger.info(
             "delivery.fallback delivery=%s fallback_of=%s destination=%s",
@@ -242,7 +254,7 @@ def retry_now(deliveries) -> int:
     page and /healthz still count it as failing.
     """
     now = timezone.now()
-    return (
+    requeued = (
         Delivery.objects.filter(pk__in=[d.pk for d in deliveries], status=DeliveryStatus.FAILED)
         .exclude(UNSTORED_KEY_TEST)
         .update(
@@ -254,3 +266,6 @@ def retry_now(deliveries) -> int:
             lease_token=None,
         )
     )
+    if requeued:
+        notify_workers()
+    return requeued

@@ -25,6 +25,7 @@ from .attempts import (
     unexpected_failure_result,
 )
 from .claims import Claim, claim_due
+from .wakeup import Listener, can_listen
 
 logger = logging.getLogger("destinations.worker")
 
@@ -83,23 +84,35 @@ class _Sends:
         self._claims[future] = claim
         future.add_done_callback(self._finished.put)
 
+    def nudge(self) -> None:
+        """End a wait() at once (new deliveries are due, or the worker is stopping)."""
+        self._finished.put(None)
+
     def wait(self, *, timeout: float, unfinished: int) -> None:
-        """Wait up to `timeout` until one has finished and at most `unfinished` are still going."""
+        """Wait up to `timeout` until one has finished and at most `unfinished` are still going.
+
+        A nudge() ends the wait sooner.
+        """
         deadline = time.monotonic() + timeout
         while not self._done or len(self._claims) - len(self._done) > unfinished:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
             try:
-                self._done.append(self._finished.get(timeout=remaining))
+                future = self._finished.get(timeout=remaining)
             except queue.Empty:
                 return
+            if future is None:
+                return
+            self._done.append(future)
 
     def take_finished(self) -> tuple[list[FinishedAttempt], list[tuple[Claim, BaseException]]]:
         """The attempts of the sends that have finished, and the claims whose send raised."""
         with contextlib.suppress(queue.Empty):
             while True:
-                self._done.append(self._finished.get_nowait())
+                future = self._finished.get_nowait()
+                if future is not None:  # (a nudge)
+                    self._done.append(future)
         attempts, broken = [], []
         for future in self._done:
             claim = self._claims.pop(future)
@@ -129,6 +142,11 @@ class Worker:
         self.now = now
         self.stats = WorkerStats()
         self._stopping = threading.Event()
+        # Set when deliveries may be due now (a notification, on PostgreSQL) or on stop: it ends
+        # an idle wait before the poll interval is up.
+        self._wake = threading.Event()
+        self._sends: _Sends | None = None
+        self.listener: Listener | None = None
 
     @property
     def stopping(self) -> bool:
@@ -137,6 +155,14 @@ class Worker:
     def stop(self) -> None:
         """Stop claiming; deliveries already being sent finish and are recorded."""
         self._stopping.set()
+        self.wake()
+
+    def wake(self) -> None:
+        """Look for due deliveries now rather than at the end of the poll interval."""
+        self._wake.set()
+        sends = self._sends
+        if sends is not None:
+            sends.nudge()  # a worker waiting on its threads may have one free for them
 
     def run(self, *, once: bool = False) -> WorkerStats:
         """Deliver until stopped, or with `once` until nothing is due now."""
@@ -144,11 +170,17 @@ class Worker:
         # claims when the threads are down to their last deliveries, then records everything
         # they finished since the last round in one transaction. The threads never queue for
         # the database (or SQLite's single writer), and each statement serves many deliveries.
+        # On PostgreSQL a long-running worker also listens, so a new run's pages wake it at
+        # once; it still polls, in case a notification is lost with the listening connection.
+        if not once and can_listen():
+            self.listener = Listener(self.wake).start()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="deliver") as pool:
-            sends = _Sends(pool, now=self.now)
+            sends = self._sends = _Sends(pool, now=self.now)
             try:
                 self._rounds(sends, once=once)
             finally:
+                if self.listener is not None:
+                    self.listener.stop()
                 # However the rounds ended (stopped, drained, or an error), what was sent is
                 # recorded before the worker returns.
                 while sends:
@@ -162,6 +194,8 @@ class Worker:
         # Up to one batch queued behind the running threads keeps them busy between claims.
         capacity = 2 * self.concurrency
         while not self._stopping.is_set():
+            # Cleared before the claim: a notification arriving from here on ends the wait below.
+            self._wake.clear()
             finished = sends.take_finished()
             claims = []
             if len(sends) <= self.concurrency:
@@ -186,7 +220,7 @@ class Worker:
             if sends:
                 sends.wait(timeout=self.poll_interval, unfinished=self.concurrency)
             else:
-                self._stopping.wait(self.poll_interval)
+                self._wake.wait(self.poll_interval)
 
     def _record(self, sends: _Sends) -> int:
         """Record what the threads have finished; how many attempts."""

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from destinations.delivery.claims import LOST_LEASE_ERROR, claim_due
 from destinations.delivery.worker import Worker
-from destinations.models import Delivery, DeliveryAttempt, DeliveryStatus
+from destinations.models import Delivery, DeliveryAttempt, DeliveryStatus, RateBudget
 from destinations.pagerduty.events import dedup_key_for
 from tests.support.factories import (
     drain,
@@ -240,6 +240,22 @@ def test_budget_holds_per_destination(fake_pagerduty, settings):
 
     drain(at=start + timedelta(seconds=2))
     assert len(fake_pagerduty.received) == 6  # two more tokens in two seconds
+
+
+def test_a_bucket_removed_behind_the_workers_back_is_made_again(fake_pagerduty, settings):
+    # The worker remembers which destinations have a bucket; one gone all the same (deleted by
+    # hand, say) is made again, full, and the budget still holds.
+    settings.DELIVERY_RATE_BURST = 3
+    destination = make_destination("SecOps", ROUTING_KEY)
+    queue_event(destination, "first")
+    start = timezone.now()
+    drain(at=start)
+    RateBudget.objects.filter(destination=destination).delete()
+    for n in range(5):
+        queue_event(destination, f"again-{n}")
+    drain(at=start + timedelta(seconds=1))
+    assert len(fake_pagerduty.received) == 4  # the first, then a new bucket's burst of 3
+    assert RateBudget.objects.filter(destination=destination).exists()
 
 
 def test_a_later_event_for_the_same_incident_waits_for_the_earlier(fake_pagerduty):

@@ -1,0 +1,63 @@
+"""Queries of the worker's claim compiled once and run again with new values.
+
+Compiling a query with the ORM costs the worker more than the database takes to run it: the
+claim's select of 8 due rows took 1.5 ms of CPU to build and compile against 0.02 ms to run
+(bench: `throughput`, the worker's own thread competing with its sending threads). The SQL is
+the ORM's own, compiled once per shape; only the values that change are put in again.
+"""
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from django.db import connection
+from django.db.models import Field, QuerySet
+
+# Stand-ins the ORM compiles in place of the values given at each run: a moment and ids no real
+# row has, so no constant of a query can be mistaken for one of them.
+STAND_IN_MOMENT = datetime(1901, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
+STAND_IN_ID = -987_654_321
+
+
+class CompiledQuery:
+    """A values_list() query compiled once; run() executes it with other values in their places.
+
+    `build(*stand_ins)` makes the queryset; each stand-in is prepared by its field as the ORM
+    prepares a lookup's value, and found again among the compiled parameters. The rows come back
+    through the compiler's own converters, as values_list() would return them.
+    """
+
+    def __init__(
+        self,
+        build: Callable[..., QuerySet],
+        *,
+        stand_ins: Sequence[object],
+        fields: Sequence[Field],
+    ) -> None:
+        self._fields = list(fields)
+        queryset = build(*stand_ins)
+        self._compiler = queryset.query.get_compiler(queryset.db)
+        self._sql, params = self._compiler.as_sql()
+        self._params = list(params)
+        self._slots = []
+        for stand_in, field in zip(stand_ins, self._fields, strict=True):
+            prepared = self._prepare(field, stand_in)
+            slots = [i for i, param in enumerate(self._params) if param == prepared]
+            if not slots:
+                raise ValueError(f"{stand_in!r} is not among the compiled query's parameters")
+            self._slots.append(slots)
+
+    @staticmethod
+    def _prepare(field: Field, value: object) -> object:
+        return field.get_db_prep_value(field.get_prep_value(value), connection, prepared=True)
+
+    def run(self, *values: object) -> list[tuple]:
+        """The query's rows with `values` in the stand-ins' places."""
+        params = list(self._params)
+        for slots, field, value in zip(self._slots, self._fields, values, strict=True):
+            prepared = self._prepare(field, value)
+            for slot in slots:
+                params[slot] = prepared
+        with connection.cursor() as cursor:
+            cursor.execute(self._sql, params)
+            rows = cursor.fetchall()
+        return list(self._compiler.results_iter(results=[rows], tuple_expected=True))
