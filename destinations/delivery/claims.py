@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, transaction
-from django.db.models import Exists, OuterRef, Q, TextField
+from django.db.models import OuterRef, Q, Subquery, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -60,18 +60,30 @@ def _claimable():
     Built once: it is the same on every claim (only the filters on time are added), and
     building it costs about as much as the database takes to run it.
     """
-    earlier_unfinished = Delivery.objects.filter(
-        destination_id=OuterRef("destination_id"),
-        dedup_key=OuterRef("dedup_key"),
-        id__lt=OuterRef("id"),
-        status__in=UNFINISHED,
+    # The earlier unfinished event of the same incident, as a scalar subquery (`(SELECT id …
+    # LIMIT 1) IS NULL`) rather than NOT EXISTS. PostgreSQL turns NOT EXISTS into an anti-join
+    # planned from the table's statistics; after a quiet spell those say almost nothing is
+    # unfinished, and when a burst of pages then arrives it scanned every unfinished row once per
+    # due row (2,000 pending after 200,000 delivered: 1.5 s a claim). A scalar subquery is never
+    # flattened into a join: it runs per due row as one probe of the incident index, whatever
+    # the statistics say (21 ms for the same claim).
+    earlier_unfinished = (
+        Delivery.objects.filter(
+            destination_id=OuterRef("destination_id"),
+            dedup_key=OuterRef("dedup_key"),
+            id__lt=OuterRef("id"),
+            status__in=UNFINISHED,
+        )
+        .order_by()
+        .values("id")[:1]
     )
     # Every kind, test alerts included: the admin sends a test inline and stores its row already
     # `sending` (without a lease) in the transaction that records the answer, so the only
     # pending tests are those "Retry now" re-queued, and those are the worker's to send.
     return (
         # Order per incident: a later event for the same destination and dedup key waits.
-        Delivery.objects.filter(~Exists(earlier_unfinished))
+        Delivery.objects.alias(earlier_unfinished=Subquery(earlier_unfinished))
+        .filter(earlier_unfinished__isnull=True)
         .order_by("next_attempt_at", "id")
         .select_related("destination")
         .only(*_CLAIMED_FIELDS)
