@@ -59,7 +59,8 @@ class PruneReport:
         return (
             f"Pruned {self.deleted:,} deliveries and {self.attempts_deleted:,} attempts "
             f"finished before {self.cutoff:%Y-%m-%d %H:%M %Z} ({self.retention_days} days) "
-            f"in {self.seconds:.1f} s.{kept}{stopped}"
+            f"in {self.seconds:.1f} s (the longest batch {self.longest_batch_seconds:.1f} s)."
+            f"{kept}{stopped}"
         )
 
 
