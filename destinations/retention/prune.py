@@ -71,7 +71,8 @@ def prunable(cutoff: datetime):
     detection run sent to each destination for an incident (auto-resolve reads whether it was a
     trigger, and which key sent it); a delivery whose fallback is still stored (the fallback's
     link to it says it is a fallback, which keeps fallbacks to one hop). These go once newer
-    events, or the fallback, have gone or come.
+    events, or the fallback, have gone or come. POSTGRES_BATCH states the same rule in SQL:
+    change both (the tests in tests/destinations/retention run on either database).
     """
     later_event = Delivery.objects.filter(
         destination_id=OuterRef("destination_id"),
