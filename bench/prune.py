@@ -213,13 +213,17 @@ def measure(workdir: Path, *, log=print) -> dict:
             finally:
                 stop(worker)
     match = re.search(
-        r"Pruned ([\d,]+) deliveries and ([\d,]+) attempts .* in ([\d.]+) s", pruned.stdout
+        r"Pruned ([\d,]+) deliveries and ([\d,]+) attempts .* in ([\d.]+) s "
+        r"\(the longest batch ([\d.]+) s\)",
+        pruned.stdout,
     )
     if not match:
         raise RuntimeError(f"prune_deliveries said: {pruned.stdout[-2000:]}")
     results = {
         "seconds": round(pruned.seconds, 1),
         "prune_seconds": float(match.group(3)),
+        # The longest one batch's transaction held its row locks.
+        "longest_batch_seconds": float(match.group(4)),
         "old_deliveries": OLD_DELIVERIES,
         "deleted": int(match.group(1).replace(",", "")),
         "attempts_deleted": int(match.group(2).replace(",", "")),

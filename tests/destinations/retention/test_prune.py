@@ -1,9 +1,13 @@
 """prune_deliveries: finished deliveries past the retention go with their attempts; nothing else."""
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from destinations.delivery.outbox import retry_now
@@ -16,7 +20,12 @@ from destinations.models import (
     Destination,
 )
 from destinations.retention.housekeeping import claim
-from destinations.retention.prune import _child_relations, _delete_batch, prunable
+from destinations.retention.prune import (
+    _child_relations,
+    _delete_batch,
+    prunable,
+    prune_deliveries,
+)
 from tests.support.factories import (
     DETECTION_NAME,
     days_ago,
@@ -185,3 +194,73 @@ def test_a_retention_under_one_day_is_refused(settings):
     settings.DELIVERY_RETENTION_DAYS = 0
     with pytest.raises(CommandError, match="DELIVERY_RETENTION_DAYS is 0; it must be"):
         prune()
+
+
+def test_rows_kept_do_not_end_the_walk(destination):
+    # The oldest row stays (its fallback is stored): a batch of it deletes nothing, and the
+    # prune goes on past it rather than stopping there.
+    backup = Destination.objects.create(name="Backup", routing_key="")
+    origin = old(destination, "failed", days=300)
+    fallback = old(backup, "failed", days=30, fallback_of=origin)
+    newer = [old(destination, "failed", days=200 - n) for n in range(3)]
+
+    output = prune("--batch-size", "1")
+
+    assert "Pruned 0 of 4 deliveries…" in output
+    assert output.rstrip().splitlines()[-1].startswith("Pruned 3 deliveries and 3 attempts")
+    assert set(Delivery.objects.values_list("pk", flat=True)) == {origin.pk, fallback.pk}
+    assert not Delivery.objects.filter(pk__in=[d.pk for d in newer]).exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's one-statement batch")
+def test_on_postgresql_a_batch_is_one_statement(destination):
+    for days in (100, 101, 102):
+        old(destination, "delivered", days=days)
+    with CaptureQueriesContext(connection) as queries:
+        report = prune_deliveries(retention_days=90, batch_size=10)
+    deletes = [q["sql"] for q in queries if "DELETE" in q["sql"]]
+    # The delivered rows in one batch, then one finding no more; one finding no failed ones.
+    assert len(deletes) == 3
+    assert (report.deleted, report.attempts_deleted) == (3, 3)
+    assert not Delivery.objects.exists() and not DeliveryAttempt.objects.exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's one-statement batch")
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_retried_while_its_batch_is_deleted_stays(destination):
+    failed = old(destination, "failed")
+    other = old(destination, "failed", days=101)
+    done = {}
+
+    def prune_in_background():
+        try:
+            done["report"] = prune_deliveries(retention_days=90)
+        finally:
+            connections.close_all()
+
+    pruning = threading.Thread(target=prune_in_background)
+    with transaction.atomic():
+        # An admin's "Retry now" holds the row, not yet committed, when the batch reaches it:
+        # the batch's statement waits for it, then sees the row pending and leaves it.
+        assert retry_now([failed]) == 1
+        pruning.start()
+        with connection.cursor() as cursor:
+            for _ in range(200):
+                # The activity view is read once per transaction unless asked afresh.
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the prune never waited on the retried row")
+    pruning.join(timeout=30)
+
+    assert done["report"].deleted == 1
+    stored = Delivery.objects.get()
+    assert (stored.pk, stored.status) == (failed.pk, DeliveryStatus.PENDING)
+    assert DeliveryAttempt.objects.get().delivery_id == failed.pk  # its log stays whole
+    assert not Delivery.objects.filter(pk=other.pk).exists()
