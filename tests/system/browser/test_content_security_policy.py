@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from django.contrib import admin
 from django.urls import reverse
 from playwright.sync_api import expect
 
@@ -23,8 +24,17 @@ document.addEventListener("securitypolicyviolation", (event) => {
 
 
 def every_page(site: dict) -> list[tuple[str, str]]:
-    """The admin's pages, the history of each record shown, and the password pages."""
+    """The admin's pages, the history of each record shown, every other list, the password pages."""
     pages = admin_pages(site)
+    shown = {url for _, url in pages}
+    # Every list the admin registers (the sign-in locks, the second factor's devices, the audit
+    # trail's changes, …), also those added after this test was written.
+    lists = [
+        (f"{model._meta.app_label}-{model._meta.model_name}", url)
+        for model in admin.site._registry
+        if (url := reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist"))
+        not in shown
+    ]
     histories = [
         (f"{name}-history", url.removesuffix("change/") + "history/")
         for name, url in pages
@@ -32,6 +42,7 @@ def every_page(site: dict) -> list[tuple[str, str]]:
     ]
     return [
         *pages,
+        *lists,
         *histories,
         ("password-change", reverse("admin:password_change")),
         ("user-password", reverse("admin:auth_user_password_change", args=[site["reader"].pk])),

@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 
 from tests.support.signing_in import totp_code
 from tests.system.browser.conftest import ADMIN_PASSWORD, ADMIN_USERNAME
+from tests.system.browser.test_content_security_policy import RECORD_VIOLATIONS, Console
 
 pytestmark = pytest.mark.browser
 
@@ -19,6 +20,8 @@ def test_first_sign_in_sets_up_an_app_shows_recovery_codes_then_opens_the_admin(
     browser_page, admin_account, screenshot
 ):
     page = browser_page
+    page.context.add_init_script(RECORD_VIOLATIONS)
+    console = Console(page)
     page.goto("/admin/destinations/destination/")
     page.get_by_label("Username").fill(ADMIN_USERNAME)
     page.get_by_label("Password").fill(ADMIN_PASSWORD)
@@ -40,3 +43,6 @@ def test_first_sign_in_sets_up_an_app_shows_recovery_codes_then_opens_the_admin(
     screenshot("02-recovery-codes")
     page.get_by_role("link", name="Continue to the admin").click()
     expect(page).to_have_url(re.compile(r"/admin/destinations/destination/$"))
+    # The sign-in, enrolment and recovery-code pages ran under the Content-Security-Policy.
+    violations = page.evaluate("window.__violations")
+    assert console.problems == [] and violations == []
