@@ -139,7 +139,7 @@ class Stream(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        with postgres._connect(self.database_url) as connection:
+        with postgres.connect(self.database_url) as connection:
             while not self.stopping.is_set():
                 key = f"live-{len(self.keys)}"
                 event = {
@@ -167,7 +167,7 @@ OLD_LEFT = _COUNT + "id <= %(last_old)s"
 
 
 def _count(database_url: str, query: str, last_old: int) -> int:
-    with postgres._connect(database_url) as connection:
+    with postgres.connect(database_url) as connection:
         return connection.execute(query, {"last_old": last_old}).fetchone()[0]
 
 
@@ -177,7 +177,7 @@ def measure(workdir: Path, *, log=print) -> dict:
     if url is None:
         return {"skipped": "BENCH_DATABASE_URL is set empty"}
     with postgres.databases(url) as create:
-        database_url = postgres._with_database(url, create("prune"))
+        database_url = postgres.with_database(url, create("prune"))
         with fake_pagerduty(latency=PAGERDUTY_LATENCY) as events_url:
             site = Site.create(workdir / "prune", events_url=events_url, database_url=database_url)
             site.manage("migrate", "--noinput")

@@ -87,7 +87,7 @@ def measure(workdir: Path, *, log=print) -> dict:
     if url is None:
         return {"skipped": "BENCH_DATABASE_URL is set empty"}
     try:
-        postgres._connect(url).close()
+        postgres.connect(url).close()
     except psycopg.Error as error:
         return {"skipped": f"no PostgreSQL reachable: {error}".strip()}
     large = large_size()
@@ -96,7 +96,7 @@ def measure(workdir: Path, *, log=print) -> dict:
         site = Site.create(
             workdir / "scale",
             events_url=UNUSED_EVENTS_URL,
-            database_url=postgres._with_database(url, small_name),
+            database_url=postgres.with_database(url, small_name),
         )
         site.manage("migrate", "--noinput", "-v", "0")
         site.manage("collectstatic", "--noinput", "-v", "0")  # the pages name hashed files
@@ -109,13 +109,13 @@ def measure(workdir: Path, *, log=print) -> dict:
             str(DETECTIONS),
         )
         now = datetime.now(UTC)
-        with postgres._connect(postgres._with_database(url, small_name)) as connection:
+        with postgres.connect(postgres.with_database(url, small_name)) as connection:
             scale_fill.load_events(connection, made["events"])
             fill_small(connection, now=now)
         # The large store is the small one grown by its history: a copy, then the extra rows.
         large_name = create("large", template=small_name)
         started = time.perf_counter()
-        with postgres._connect(postgres._with_database(url, large_name)) as connection:
+        with postgres.connect(postgres.with_database(url, large_name)) as connection:
             phases = scale_fill.without_secondary_indexes(
                 connection, lambda: grow(connection, to=large, now=now)
             )
