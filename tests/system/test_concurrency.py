@@ -154,12 +154,13 @@ def test_a_worker_passes_over_rows_another_worker_holds(fake_pagerduty):
 
 def test_a_slow_pagerduty_never_gets_a_row_twice(fake_pagerduty, settings):
     # The lease is the timeout plus half of it, as with the defaults (30 s + 15 s); PagerDuty
-    # answers every request, just slowly (0.9 s of the 1 s allowed). One worker is enough.
-    settings.DELIVERY_LEASE_MARGIN_SECONDS = 0.5
-    destination = make_destination("Slow rota", ROUTING_KEY, timeout_seconds=1)
+    # answers every request, just slowly (1.5 s of the 2 s allowed: near the timeout, with room
+    # for a busy machine, where 0.9 s of 1 s once timed out under load). One worker is enough.
+    settings.DELIVERY_LEASE_MARGIN_SECONDS = 1.0
+    destination = make_destination("Slow rota", ROUTING_KEY, timeout_seconds=2)
     for n in range(4):
         queue_event(destination, f"incident-{n}")
-    fake_pagerduty.latency = 0.9
+    fake_pagerduty.latency = 1.5
     with worker_thread(concurrency=2):
         wait_until(
             lambda: Delivery.objects.filter(status=DeliveryStatus.DELIVERED).count() == 4,
