@@ -12,7 +12,6 @@ import statistics
 import time
 from pathlib import Path
 
-import psycopg
 import requests
 
 from tests.support.fake_pagerduty import FakePagerDuty
@@ -44,12 +43,8 @@ def measure(workdir: Path, *, log=print) -> dict:
 def measure_postgres(workdir: Path, *, log=print) -> dict:
     """The same on a throwaway PostgreSQL database, the worker idle before each run."""
     url = postgres.server_url()
-    if url is None:
-        return {"skipped": "BENCH_DATABASE_URL is set empty"}
-    try:
-        postgres.connect(url).close()
-    except psycopg.Error as error:
-        return {"skipped": f"no PostgreSQL reachable at {postgres.safe(url)}: {error}".strip()}
+    if why := postgres.skip_reason(url):
+        return {"skipped": why}
     with postgres.databases(url) as create:
         listening = _measure(
             workdir / "listening",

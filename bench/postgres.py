@@ -34,6 +34,17 @@ def server_url() -> str | None:
     return DEFAULT_URL
 
 
+def skip_reason(url: str | None) -> str | None:
+    """Why the PostgreSQL sections cannot run against `url` (from server_url()), or None."""
+    if url is None:
+        return "BENCH_DATABASE_URL is set empty"
+    try:
+        connect(url).close()
+    except psycopg.Error as error:
+        return f"no PostgreSQL reachable at {safe(url)}: {error}".strip()
+    return None
+
+
 def with_database(url: str, name: str) -> str:
     """The same server URL naming another database."""
     parts = urlsplit(url)
@@ -85,12 +96,8 @@ def databases(url: str) -> Iterator[callable]:
 def measure(workdir: Path, *, baseline_per_s: float | None = None, log=print) -> dict:
     """Deliveries/s with 1, 2 and 4 worker processes (each --concurrency 8), or why not run."""
     url = server_url()
-    if url is None:
-        return {"skipped": "BENCH_DATABASE_URL is set empty"}
-    try:
-        connect(url).close()
-    except psycopg.Error as error:
-        return {"skipped": f"no PostgreSQL reachable at {safe(url)}: {error}".strip()}
+    if why := skip_reason(url):
+        return {"skipped": why}
     results: dict = {"server": safe(url), "by_processes": {}}
     with databases(url) as create:
         template = create("template")

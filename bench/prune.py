@@ -174,8 +174,8 @@ def _count(database_url: str, query: str, last_old: int) -> int:
 def measure(workdir: Path, *, log=print) -> dict:
     """Seconds prune_deliveries takes over the old log, and whether the worker's pages arrived."""
     url = postgres.server_url()
-    if url is None:
-        return {"skipped": "BENCH_DATABASE_URL is set empty"}
+    if why := postgres.skip_reason(url):
+        return {"skipped": why}
     with postgres.databases(url) as create:
         database_url = postgres.with_database(url, create("prune"))
         with fake_pagerduty(latency=PAGERDUTY_LATENCY) as events_url:

@@ -84,12 +84,8 @@ def large_size() -> int:
 def measure(workdir: Path, *, log=print) -> dict:
     """Each item's median at both sizes and their ratio, or why it was not run."""
     url = postgres.server_url()
-    if url is None:
-        return {"skipped": "BENCH_DATABASE_URL is set empty"}
-    try:
-        postgres.connect(url).close()
-    except psycopg.Error as error:
-        return {"skipped": f"no PostgreSQL reachable: {error}".strip()}
+    if why := postgres.skip_reason(url):
+        return {"skipped": why}
     large = large_size()
     with postgres.databases(url) as create:
         small_name = create("small")
