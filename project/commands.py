@@ -4,6 +4,7 @@ import logging
 import os
 import re
 import sys
+from argparse import ArgumentTypeError
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -19,6 +20,13 @@ NO_KEY_ARGUMENTS = (
 # Info lines that stay on the console even when a command is quiet: the audit record of a
 # key rotation is one (it may be the only one, when no admin account exists).
 AUDIT_LOGGERS = ("destinations.rotation",)
+
+
+def positive_int(value: str) -> int:
+    """An option's whole number of at least 1 (a batch size, days), else a usage error."""
+    if not value.isdigit() or int(value) < 1:
+        raise ArgumentTypeError(f"expected a whole number of at least 1, not {value!r}")
+    return int(value)
 
 
 def looks_like_a_key(value: object) -> bool:

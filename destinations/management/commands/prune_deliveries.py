@@ -1,5 +1,3 @@
-from argparse import ArgumentTypeError
-
 from django.conf import settings
 from django.core.management.base import CommandError
 
@@ -11,14 +9,7 @@ from destinations.retention.housekeeping import (
     run_housekeeping,
 )
 from destinations.retention.prune import DEFAULT_BATCH_SIZE, PruneError, prune_deliveries
-from project.commands import ProductCommand
-
-
-def _positive_int(value: str) -> int:
-    """A whole number of at least 1, else argparse's usage error."""
-    if not value.isdigit() or int(value) < 1:
-        raise ArgumentTypeError(f"expected a whole number of at least 1, not {value!r}")
-    return int(value)
+from project.commands import ProductCommand, positive_int
 
 
 class Command(ProductCommand):
@@ -38,14 +29,14 @@ class Command(ProductCommand):
         )
         parser.add_argument(
             "--days",
-            type=_positive_int,
+            type=positive_int,
             default=None,
             help="Keep this many days instead of DELIVERY_RETENTION_DAYS "
             f"(now {settings.DELIVERY_RETENTION_DAYS}).",
         )
         parser.add_argument(
             "--batch-size",
-            type=_positive_int,
+            type=positive_int,
             default=DEFAULT_BATCH_SIZE,
             help=f"Deliveries deleted per transaction (default {DEFAULT_BATCH_SIZE}).",
         )

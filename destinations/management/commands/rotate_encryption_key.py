@@ -1,18 +1,9 @@
-from argparse import ArgumentTypeError
-
 from django.core.management.base import CommandError
 
 from destinations.audit.attribution import acting, command_via
 from destinations.keys.encryption import EncryptionKeyError
 from destinations.keys.rotation import DEFAULT_BATCH_SIZE, rotate_encryption_keys
-from project.commands import ProductCommand
-
-
-def _positive_int(value: str) -> int:
-    """Parse --batch-size: a whole number of at least 1, else argparse's usage error."""
-    if not value.isdigit() or int(value) < 1:
-        raise ArgumentTypeError(f"expected a whole number of at least 1, not {value!r}")
-    return int(value)
+from project.commands import ProductCommand, positive_int
 
 
 class Command(ProductCommand):
@@ -27,7 +18,7 @@ class Command(ProductCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--batch-size",
-            type=_positive_int,
+            type=positive_int,
             default=DEFAULT_BATCH_SIZE,
             help=f"Values read and written per transaction (default {DEFAULT_BATCH_SIZE}).",
         )
