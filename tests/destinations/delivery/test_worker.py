@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from destinations.delivery.claims import LOST_LEASE_ERROR, claim_due
@@ -324,3 +325,21 @@ def test_several_workers_send_each_delivery_once(fake_pagerduty):
             "passed on SQLite (one writer at a time); the SKIP LOCKED claim is exercised "
             "when DATABASE_URL points at PostgreSQL"
         )
+
+
+def test_a_claim_that_finds_fewer_due_than_it_may_take_looks_once(paging):
+    # A worker keeping up finds fewer due rows than it asks for on almost every claim; the
+    # claim then selects once, instead of selecting again to find nothing.
+    _, detection = paging
+    _, [delivery] = record_run(detection, "run-1")
+    with CaptureQueriesContext(connection) as queries:
+        [claim] = claim_due(limit=8)
+    assert claim.delivery.pk == delivery.pk
+    selects_of_due_rows = [
+        query["sql"]
+        for query in queries.captured_queries
+        if query["sql"].startswith("SELECT")
+        and "ORDER BY" in query["sql"]
+        and '"destinations_delivery"."next_attempt_at" ASC' in query["sql"]
+    ]
+    assert len(selects_of_due_rows) == 1, [query["sql"] for query in queries.captured_queries]
