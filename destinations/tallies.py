@@ -13,7 +13,6 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
 from django.db import connection, models
-from prometheus_client.utils import floatToGoString
 
 from .models import (
     FINISHED,
@@ -42,8 +41,10 @@ ATTEMPT_DURATION_BUCKETS = (
     60.0,
     120.0,
 )
-# The labels Prometheus gives them (as prometheus_client writes them), the last one unbounded.
-BUCKET_LABELS = (*(floatToGoString(bound) for bound in ATTEMPT_DURATION_BUCKETS), "+Inf")
+# The labels Prometheus gives them, the last one unbounded. prometheus_client writes a bound as
+# Python's repr below a million (utils.floatToGoString; a test checks they agree): written here,
+# so the worker, which stores these labels, does not import the Prometheus client at start.
+BUCKET_LABELS = (*(repr(float(bound)) for bound in ATTEMPT_DURATION_BUCKETS), "+Inf")
 # The same bounds in milliseconds (what an attempt stores), for bisect.
 _BUCKET_BOUNDS_MS = [bound * 1000 for bound in ATTEMPT_DURATION_BUCKETS]
 RATE_LIMITED_STATUS = 429

@@ -13,6 +13,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Schema
+from ninja.openapi.docs import ABS_TPL_PATH, Swagger
 from ninja.openapi.schema import REF_TEMPLATE
 from ninja.security.http import HttpAuthBase
 from pydantic import Field
@@ -89,6 +90,19 @@ class DetectionRunsAPI(NinjaAPI):
         return schema
 
 
+class DocsPage(Swagger):
+    """ninja's Swagger UI page, loading the copy of Swagger UI this site serves (/static/ninja/).
+
+    ninja renders that page only when the string "ninja" is in INSTALLED_APPS; otherwise it
+    renders `template_cdn`, a page loading Swagger UI from a CDN, which SECURE_CSP refuses and a
+    site without Internet access cannot reach. ninja is not an app here (project/settings.py
+    says why, and where its templates and files are found instead), so that fallback is pointed
+    at ninja's own page.
+    """
+
+    template_cdn = str(ABS_TPL_PATH / "swagger.html")
+
+
 api = DetectionRunsAPI(
     title="Detection Destinations API",
     version="1",
@@ -98,6 +112,7 @@ api = DetectionRunsAPI(
         "from `manage.py create_api_token NAME`). A refused request stores nothing."
     ),
     urls_namespace="api-v1",
+    docs=DocsPage(),
 )
 
 

@@ -1,7 +1,9 @@
 """Settings, read from the environment and `.env` (a real environment variable wins)."""
 
+import logging.config
 import os
 from datetime import timedelta
+from importlib.util import find_spec
 from pathlib import Path
 
 import environ
@@ -36,8 +38,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
-    # The API's docs page and its Swagger UI files, served from /static/ like the admin's.
-    "ninja",
     # The audit trail (destinations/audit/): django-simple-history rather than django-auditlog
     # or django-pghistory. pghistory works on PostgreSQL only (triggers), and the embedded
     # database is SQLite. simple-history declares Django 6.0 support (auditlog stops at 5.2),
@@ -67,12 +67,22 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "project.urls"
+
+# The API's docs page (/api/v1/docs) is django-ninja's Swagger UI page: its template and its
+# files, served from /static/ like the admin's. They are found in ninja's own folders, named
+# here, rather than by listing "ninja" in INSTALLED_APPS: an app is imported by django.setup(),
+# and importing ninja (with pydantic) cost every process 0.23 s at start, the worker included,
+# which serves no page. find_spec locates the package without running it. The page itself is
+# rendered by detections/api.py (DocsPage), and ninja's export_openapi_schema command is kept
+# by detections/management/commands/export_openapi_schema.py.
+NINJA_DIR = Path(find_spec("ninja").origin).parent
 WSGI_APPLICATION = "project.wsgi.application"
 
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # ninja's templates hold ninja/*.html only, so they hide no other app's template.
+        "DIRS": [NINJA_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -127,6 +137,8 @@ FORMAT_MODULE_PATH = ["project.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+# ninja's static folder holds ninja/ only: the docs page's files keep their /static/ninja/ URLs.
+STATICFILES_DIRS = [NINJA_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -159,6 +171,13 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django": {"level": "INFO"}},
 }
+# Applied here, alone, as Django documents (LOGGING_CONFIG = None), rather than by django.setup(),
+# which first applies Django's DEFAULT_LOGGING. Nothing of that survives this dict (dictConfig
+# clears the handlers of the "django" logger it names and of that logger's children), but
+# applying it builds the mail_admins handler, whose error reporter imports Django's debug views
+# and template filters: 5-10 ms of every process's start.
+LOGGING_CONFIG = None
+logging.config.dictConfig(LOGGING)
 
 # Content-Security-Policy (Django's own, django.middleware.csp): only this site's own files run
 # or style a page. No inline script is allowed at all; the templates' few <style> blocks carry

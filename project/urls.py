@@ -5,6 +5,10 @@ from django.urls import include, path
 from detections.api import api as detections_api
 from project import healthz, metrics
 
+# The model admins are registered here, where the admin's URLs are built from them, rather than at
+# django.setup() in every process (destinations/apps.py, DestinationsAdminConfig, says why).
+admin.autodiscover()
+
 
 def no_favicon(request):
     """Answer browsers' favicon request without a 404 in the log."""

@@ -15,7 +15,7 @@ from destinations.delivery.claims import claim_due
 from destinations.delivery.outbox import retry_now
 from destinations.models import AttemptDurationTally, Delivery, DeliveryAttempt, DeliveryStatus
 from destinations.services import send_test_alert
-from destinations.tallies import add_to_tallies
+from destinations.tallies import ATTEMPT_DURATION_BUCKETS, BUCKET_LABELS, add_to_tallies
 from detections.models import RunOutcomeTally
 from tests.support.factories import (
     DETECTION_NAME,
@@ -104,6 +104,14 @@ def test_the_histogram_buckets_are_cumulative_and_end_in_inf(client, destination
     assert buckets["1.0"] == buckets["120.0"] == buckets["+Inf"] == 3
     assert list(buckets)[-1] == "+Inf"
     assert scrape(client).value(f"{DURATION}_sum", destination=destination.name) == 0.76
+
+
+def test_the_bucket_labels_are_written_as_the_prometheus_client_writes_them():
+    # The worker stores them without importing the client (destinations/tallies.py).
+    from prometheus_client.utils import floatToGoString
+
+    written = (*map(floatToGoString, ATTEMPT_DURATION_BUCKETS), "+Inf")
+    assert written == BUCKET_LABELS
 
 
 def test_test_alerts_and_their_resolves_are_counted_as_tests_only(

@@ -65,6 +65,7 @@ def every_admin_url() -> list[str]:
                 kwargs = {name: placeholders.get(name, "1") for name in arguments}
                 found.append(reverse(f"admin:{pattern.name}", kwargs=kwargs))
 
+    admin.autodiscover()  # the model admins, registered when the URLconf is first read
     walk(admin.site.get_urls(), "")
     return found
 

@@ -123,6 +123,7 @@ def every_admin_url(surfaces_objects: dict) -> list[str]:
         "/admin/jsi18n/",
         "/admin/destinations/health/",
     ]
+    admin.autodiscover()  # the model admins, registered when the URLconf is first read
     for model, model_admin in admin.site._registry.items():
         base = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
         obj = surfaces_objects.get(model) or model._default_manager.order_by("pk").first()

@@ -6,7 +6,6 @@ from django.core.management.base import CommandError
 
 from destinations.checks import ENCRYPTION_TAG
 from destinations.delivery.worker import Worker
-from destinations.retention.housekeeping import Housekeeper
 from project.commands import ServiceCommand
 
 MAX_CONCURRENCY = 64
@@ -50,8 +49,13 @@ class Command(ServiceCommand):
         worker = Worker(concurrency=concurrency)
         if housekeeping is None:
             housekeeping = not once
-        # Beside the delivery rounds, never inside them: a long prune must not delay a page.
-        housekeeper = Housekeeper(once=once) if housekeeping else None
+        housekeeper = None
+        if housekeeping:
+            # Imported only here: `--once` runs none by default, and need not load it at start.
+            from destinations.retention.housekeeping import Housekeeper
+
+            # Beside the delivery rounds, never inside them: a long prune must not delay a page.
+            housekeeper = Housekeeper(once=once)
 
         def stop(signum, frame):
             if worker.stopping:

@@ -25,6 +25,7 @@ document.addEventListener("securitypolicyviolation", (event) => {
 
 def every_page(site: dict) -> list[tuple[str, str]]:
     """The admin's pages, the history of each record shown, every other list, the password pages."""
+    admin.autodiscover()  # the model admins, registered when the URLconf is first read
     pages = admin_pages(site)
     shown = {url for _, url in pages}
     # Every list the admin registers (the sign-in locks, the second factor's devices, the audit
