@@ -25,6 +25,7 @@ BENCH_SCALE_DELIVERIES sets it, e.g. 10000000 for the full size (25 minutes and 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import UTC, datetime
@@ -33,7 +34,7 @@ from pathlib import Path
 import psycopg
 
 from . import postgres, scale_fill
-from .sites import Site
+from .sites import PYTHON, Site, stop
 
 DESTINATIONS = 20
 DETECTIONS = 40
@@ -127,17 +128,24 @@ def measure(workdir: Path, *, log=print) -> dict:
             fill_small(connection, now=now)
         # The large store is the small one grown by its history: a copy, then the extra rows.
         large_name = create("large", template=small_name)
+        # A live store's past days are rolled up by the worker's daily housekeeping, which the
+        # health page reads instead of their rows: done here as it would have been. The small
+        # store's, once copied, while the large one loads (mostly the database's one core).
+        rolling = site.spawn(PYTHON, "-m", "bench.scale_pages", "rollup", small_name)
         started = time.perf_counter()
-        with postgres.connect(postgres.with_database(url, large_name)) as connection:
-            phases = scale_fill.without_secondary_indexes(
-                connection, lambda: grow(connection, to=large, now=now)
-            )
-            size = connection.execute("SELECT pg_database_size(current_database())").fetchone()
+        try:
+            with postgres.connect(postgres.with_database(url, large_name)) as connection:
+                phases = scale_fill.without_secondary_indexes(
+                    connection, lambda: grow(connection, to=large, now=now)
+                )
+                size = connection.execute("SELECT pg_database_size(current_database())").fetchone()
+        except BaseException:
+            stop(rolling)
+            raise
         load_s = time.perf_counter() - started
         log(f"  {large:,} deliveries stored in {load_s:.0f} s ({phases})")
-        # A live store's past days are rolled up by the worker's daily housekeeping, which the
-        # health page reads instead of their rows: done here as it would have been.
-        rolled = site.bench_step("scale_pages", "rollup", small_name, large_name, timeout=900)
+        rolled = _last_json(site.finish(rolling, timeout=900))
+        rolled |= site.bench_step("scale_pages", "rollup", large_name, timeout=900)
         log(f"  past days rolled up in {rolled[small_name]} s and {rolled[large_name]} s")
         timed = site.bench_step(
             "scale_pages",
@@ -165,6 +173,13 @@ def measure(workdir: Path, *, log=print) -> dict:
         "database_mb_large": round(size[0] / 2**20),
     }
     return results
+
+
+def _last_json(finished) -> dict:
+    """The JSON line a bench step printed last, or its failure raised with its output."""
+    if finished.returncode != 0:
+        raise RuntimeError(f"a bench step exited {finished.returncode}:\n{finished.stderr[-4000:]}")
+    return json.loads(finished.stdout.strip().splitlines()[-1])
 
 
 def fill_small(connection: psycopg.Connection, *, now) -> None:
