@@ -7,8 +7,14 @@ that both meet the same load from the rest of the machine. The model (also in th
 - 20 destinations and 40 detections (detection i pages destination i mod 20); every delivery
   has its detection run and one attempt, as the worker leaves them; 3 in 100 failed, 1 in 100 is
   a test alert, the rest were delivered;
-- the last 24 hours are the same at both sizes: RECENT deliveries (PENDING of them due now,
-  waiting for the worker), so the figures a page shows of "now" do not change;
+- the last 24 hours are the same at both sizes, so the figures a page shows of "now" do not
+  change: RECENT deliveries with the newest ids (as a live store's newest rows have them), of
+  which PENDING are due now, waiting for the worker, and FAILING are the failures of one
+  destination whose routing key was revoked half a day ago (the first destination, the one the
+  items of a destination look at, so its failures fill a page of the list at both sizes, where
+  its share of the history's 3 in 100 would give the small store 15 rows and the large a page);
+- every destination has its send budget (a full token bucket), as each has after its first
+  page, so the claim takes tokens rather than creating buckets its rolled-back transaction drops;
 - the rest is history, spread evenly over the year before that: 9,000 rows small, the large
   size less 1,000 large. A store grows by its history, not by today's traffic.
 
@@ -19,6 +25,7 @@ BENCH_SCALE_DELIVERIES sets it, e.g. 10000000 for the full size (25 minutes and 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import UTC, datetime
@@ -27,7 +34,7 @@ from pathlib import Path
 import psycopg
 
 from . import postgres, scale_fill
-from .sites import Site
+from .sites import PYTHON, Site, stop
 
 DESTINATIONS = 20
 DETECTIONS = 40
@@ -36,6 +43,14 @@ LARGE = 10_000_000
 LARGE_DEFAULT = 1_000_000
 RECENT = 1_000
 PENDING = 20
+# Of the last 24 hours, the failures of one destination whose key was revoked half a day ago.
+FAILING = 150
+FAILING_SINCE_S = 12 * 3600
+# The last 24 hours' rows take ids from here, above any history's: the newest ids, as in a live
+# store (the claim's order per incident looks at the ids before a due row's).
+RECENT_FIRST = 1_000_000_000
+# The send budget's burst (project/settings.py's default): each destination's bucket is full.
+BURST = 20
 DAY = 86_400
 YEAR = 365 * DAY
 REQUESTS = 7
@@ -76,8 +91,11 @@ ITEMS = (
 def large_size() -> int:
     """The large store's deliveries: BENCH_SCALE_DELIVERIES, or LARGE_DEFAULT."""
     size = int(os.environ.get("BENCH_SCALE_DELIVERIES") or LARGE_DEFAULT)
-    if size <= SMALL:
-        raise ValueError(f"BENCH_SCALE_DELIVERIES must be over {SMALL:,}, not {size:,}")
+    if not SMALL < size < RECENT_FIRST:
+        raise ValueError(
+            f"BENCH_SCALE_DELIVERIES must be over {SMALL:,} and under {RECENT_FIRST:,},"
+            f" not {size:,}"
+        )
     return size
 
 
@@ -110,17 +128,24 @@ def measure(workdir: Path, *, log=print) -> dict:
             fill_small(connection, now=now)
         # The large store is the small one grown by its history: a copy, then the extra rows.
         large_name = create("large", template=small_name)
+        # A live store's past days are rolled up by the worker's daily housekeeping, which the
+        # health page reads instead of their rows: done here as it would have been. The small
+        # store's, once copied, while the large one loads (mostly the database's one core).
+        rolling = site.spawn(PYTHON, "-m", "bench.scale_pages", "rollup", small_name)
         started = time.perf_counter()
-        with postgres.connect(postgres.with_database(url, large_name)) as connection:
-            phases = scale_fill.without_secondary_indexes(
-                connection, lambda: grow(connection, to=large, now=now)
-            )
-            size = connection.execute("SELECT pg_database_size(current_database())").fetchone()
+        try:
+            with postgres.connect(postgres.with_database(url, large_name)) as connection:
+                phases = scale_fill.without_secondary_indexes(
+                    connection, lambda: grow(connection, to=large, now=now)
+                )
+                size = connection.execute("SELECT pg_database_size(current_database())").fetchone()
+        except BaseException:
+            stop(rolling)
+            raise
         load_s = time.perf_counter() - started
         log(f"  {large:,} deliveries stored in {load_s:.0f} s ({phases})")
-        # A live store's past days are rolled up by the worker's daily housekeeping, which the
-        # health page reads instead of their rows: done here as it would have been.
-        rolled = site.bench_step("scale_pages", "rollup", small_name, large_name, timeout=900)
+        rolled = _last_json(site.finish(rolling, timeout=900))
+        rolled |= site.bench_step("scale_pages", "rollup", large_name, timeout=900)
         log(f"  past days rolled up in {rolled[small_name]} s and {rolled[large_name]} s")
         timed = site.bench_step(
             "scale_pages",
@@ -141,6 +166,7 @@ def measure(workdir: Path, *, log=print) -> dict:
         "detections": DETECTIONS,
         "last_24h": RECENT,
         "pending": PENDING,
+        "failing_today": FAILING,
         "requests": REQUESTS,
         "load_s": round(load_s, 1),
         "load_phases": phases,
@@ -149,22 +175,50 @@ def measure(workdir: Path, *, log=print) -> dict:
     return results
 
 
+def _last_json(finished) -> dict:
+    """The JSON line a bench step printed last, or its failure raised with its output."""
+    if finished.returncode != 0:
+        raise RuntimeError(f"a bench step exited {finished.returncode}:\n{finished.stderr[-4000:]}")
+    return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
 def fill_small(connection: psycopg.Connection, *, now) -> None:
-    """The small store: the last 24 hours (pending ones included) and 9,000 rows of history."""
-    scale_fill.insert_pending(connection, first=1, count=PENDING, now=now)
+    """The small store: 9,000 rows of history, then the last 24 hours with the newest ids.
+
+    Those 24 hours: one destination's FAILING failures since its key was revoked, other
+    deliveries, and PENDING due now; and every destination's send budget, full.
+    """
     scale_fill.insert_history(
-        connection, first=PENDING + 1, count=RECENT - PENDING, now=now, newest_s=60, oldest_s=DAY
+        connection, first=1, count=SMALL - RECENT, now=now, newest_s=DAY, oldest_s=YEAR
     )
     scale_fill.insert_history(
-        connection, first=RECENT + 1, count=SMALL - RECENT, now=now, newest_s=DAY, oldest_s=YEAR
+        connection,
+        first=RECENT_FIRST + 1,
+        count=RECENT - PENDING - FAILING,
+        now=now,
+        newest_s=60,
+        oldest_s=DAY,
     )
+    scale_fill.insert_history(
+        connection,
+        first=RECENT_FIRST + RECENT - PENDING - FAILING + 1,
+        count=FAILING,
+        now=now,
+        newest_s=60,
+        oldest_s=FAILING_SINCE_S,
+        failing_event=scale_fill.first_event_of_first_destination(connection),
+    )
+    scale_fill.insert_pending(
+        connection, first=RECENT_FIRST + RECENT - PENDING + 1, count=PENDING, now=now
+    )
+    scale_fill.insert_budgets(connection, burst=BURST, now=now)
     scale_fill.finish_load(connection)
 
 
 def grow(connection: psycopg.Connection, *, to: int, now) -> None:
     """More history over the same year, until the store holds `to` deliveries."""
     scale_fill.insert_history(
-        connection, first=SMALL + 1, count=to - SMALL, now=now, newest_s=DAY, oldest_s=YEAR
+        connection, first=SMALL - RECENT + 1, count=to - SMALL, now=now, newest_s=DAY, oldest_s=YEAR
     )
 
 

@@ -53,16 +53,19 @@ def load_events(connection: psycopg.Connection, events: list[dict]) -> None:
 # the id n), spread evenly from %(newest)s back to %(oldest)s seconds before %(now)s. Every
 # delivery is a trigger of its detection's event, but one in 100, a test alert. Which ones fail
 # or are tests goes by a hash of n, so that no destination or detection gets more than its share.
+# With %(failing_event)s set, every row is that one event and failed (a destination whose key
+# was revoked, PagerDuty refusing each page).
 _TIMES = """
     SELECT g,
            %(now)s::timestamptz - make_interval(secs => %(newest)s::float8
                + (%(oldest)s::float8 - %(newest)s::float8)
                  * (g - %(first)s)::float8 / greatest(%(last)s - %(first)s, 1)) AS t,
            e.*,
-           abs(hashint8(g)) %% 100 < %(failed_per_100)s AS failed,
-           abs(hashint8(g)) %% 100 = %(test_at)s AS test
+           %(failing_event)s::integer IS NOT NULL
+               OR abs(hashint8(g)) %% 100 < %(failed_per_100)s AS failed,
+           %(failing_event)s::integer IS NULL AND abs(hashint8(g)) %% 100 = %(test_at)s AS test
     FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
-    JOIN bench_scale_event AS e ON e.n = g %% %(events)s
+    JOIN bench_scale_event AS e ON e.n = coalesce(%(failing_event)s::integer, g %% %(events)s)
 """
 
 INSERT_RUNS = f"""
@@ -130,6 +133,14 @@ FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
 JOIN bench_scale_event AS e ON e.n = g %% %(events)s
 """
 
+# Every destination of a live store has sent, so each has its send budget (a token bucket), full
+# after a quiet minute; the claim takes tokens from it rather than creating it.
+INSERT_BUDGETS = """
+INSERT INTO destinations_ratebudget (destination_id, tokens, refilled_at)
+SELECT DISTINCT destination_id, %(burst)s, %(now)s::timestamptz - interval '1 minute'
+FROM bench_scale_event
+"""
+
 TABLES = ("detections_detectionrun", "destinations_delivery", "destinations_deliveryattempt")
 
 
@@ -145,8 +156,12 @@ def insert_history(
     now,
     newest_s: float,
     oldest_s: float,
+    failing_event: int | None = None,
 ) -> None:
-    """`count` finished deliveries (ids first…), each with its run and attempt, over a span."""
+    """`count` finished deliveries (ids first…), each with its run and attempt, over a span.
+
+    With `failing_event` (a bench_scale_event number), all of them are that event and failed.
+    """
     if count <= 0:
         return
     params = {
@@ -160,6 +175,7 @@ def insert_history(
         "test_at": TEST_AT,
         "accepted": ACCEPTED_EXCERPT,
         "refused": REFUSED_EXCERPT,
+        "failing_event": failing_event,
     }
     for statement in (INSERT_RUNS, INSERT_DELIVERIES, INSERT_ATTEMPTS):
         connection.execute(statement, params)
@@ -175,6 +191,19 @@ def insert_pending(connection: psycopg.Connection, *, first: int, count: int, no
     }
     connection.execute(INSERT_PENDING_RUNS, params)
     connection.execute(INSERT_PENDING, params)
+
+
+def first_event_of_first_destination(connection: psycopg.Connection) -> int:
+    """The number of the first event paging the destination with the lowest id."""
+    return connection.execute(
+        "SELECT min(n) FROM bench_scale_event WHERE destination_id ="
+        " (SELECT min(destination_id) FROM bench_scale_event)"
+    ).fetchone()[0]
+
+
+def insert_budgets(connection: psycopg.Connection, *, burst: int, now) -> None:
+    """A full send budget for every destination, as each has after its first page."""
+    connection.execute(INSERT_BUDGETS, {"burst": burst, "now": now})
 
 
 def finish_load(connection: psycopg.Connection) -> None:
