@@ -217,11 +217,13 @@ def claim_due(*, limit: int, now: datetime | None = None) -> list[Claim]:
             # A resolve whose incident was triggered through a key rotated since is finished
             # unsent (PagerDuty would drop it); it leaves the due rows, so the loop moves on.
             rows = void_resolves_through_replaced_keys(rows, now=now)
-            claimed += _within_budget(rows, now)
-            # Fewer due than asked for: there is nothing more to find (a deferred row is due
-            # later now), unless a voided resolve let a later event of its incident through.
-            # Looking again cost two queries on nearly every claim of a worker keeping up.
-            if found < wanted and len(rows) == found:
+            allowed = _within_budget(rows, now)
+            claimed += allowed
+            # Fewer due than asked for, and every one taken: there is nothing more to find.
+            # Looking again cost two queries on nearly every claim of a worker keeping up. A
+            # row voided or deferred may have let another through (a later event of its
+            # incident; a send budget made again), so then the claim looks again.
+            if found < wanted and len(allowed) == found:
                 break
         if not claimed:
             return []

@@ -259,6 +259,18 @@ def test_a_bucket_removed_behind_the_workers_back_is_made_again(fake_pagerduty, 
     assert RateBudget.objects.filter(destination=destination).exists()
 
 
+def test_one_claim_takes_a_due_row_whose_bucket_was_removed(fake_pagerduty):
+    # The first look grants nothing (the bucket is gone) and makes the bucket again; the claim
+    # looks once more and takes the row, though it found fewer rows than it may take.
+    destination = make_destination("SecOps", ROUTING_KEY)
+    queue_event(destination, "first")
+    drain()
+    RateBudget.objects.filter(destination=destination).delete()
+    queue_event(destination, "again")
+    [claim] = claim_due(limit=8)
+    assert claim.delivery.dedup_key == "again"
+
+
 def test_a_later_event_for_the_same_incident_waits_for_the_earlier(fake_pagerduty):
     destination = make_destination("SecOps", ROUTING_KEY)
     first = queue_event(destination, "incident-1", summary="first")
