@@ -1,8 +1,9 @@
 """Flat costs: the admin's pages, /healthz, /metrics and the claim at 10 thousand and millions.
 
-One PostgreSQL database is filled with 10 thousand deliveries; a copy of it is grown with history
-to the large size; then every item is timed on both, the two taking turns request by request so
-that both meet the same load from the rest of the machine. The model (also in the README):
+One PostgreSQL database is filled with the small store's history (9,000 deliveries); a copy is grown
+with more to the large size; each gets the same last 24 hours; then every item is timed on both,
+the two taking turns request by request so that both meet the same load from the rest of the
+machine. The model (also in the README):
 
 - 20 destinations and 40 detections (detection i pages destination i mod 20); every delivery
   has its detection run and one attempt, as the worker leaves them; 3 in 100 failed, 1 in 100 is
