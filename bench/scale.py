@@ -1,8 +1,9 @@
 """Flat costs: the admin's pages, /healthz, /metrics and the claim at 10 thousand and millions.
 
-One PostgreSQL database is filled with 10 thousand deliveries; a copy of it is grown with history
-to the large size; then every item is timed on both, the two taking turns request by request so
-that both meet the same load from the rest of the machine. The model (also in the README):
+One PostgreSQL database is filled with the small store's history (9,000 deliveries); a copy is grown
+with more to the large size; each gets the same last 24 hours; then every item is timed on both,
+the two taking turns request by request so that both meet the same load from the rest of the
+machine. The model (also in the README):
 
 - 20 destinations and 40 detections (detection i pages destination i mod 20); every delivery
   has its detection run and one attempt, as the worker leaves them; 3 in 100 failed, 1 in 100 is
@@ -46,9 +47,6 @@ PENDING = 20
 # Of the last 24 hours, the failures of one destination whose key was revoked half a day ago.
 FAILING = 150
 FAILING_SINCE_S = 12 * 3600
-# The last 24 hours' rows take ids from here, above any history's: the newest ids, as in a live
-# store (the claim's order per incident looks at the ids before a due row's).
-RECENT_FIRST = 1_000_000_000
 # The send budget's burst (project/settings.py's default): each destination's bucket is full.
 BURST = 20
 DAY = 86_400
@@ -91,11 +89,8 @@ ITEMS = (
 def large_size() -> int:
     """The large store's deliveries: BENCH_SCALE_DELIVERIES, or LARGE_DEFAULT."""
     size = int(os.environ.get("BENCH_SCALE_DELIVERIES") or LARGE_DEFAULT)
-    if not SMALL < size < RECENT_FIRST:
-        raise ValueError(
-            f"BENCH_SCALE_DELIVERIES must be over {SMALL:,} and under {RECENT_FIRST:,},"
-            f" not {size:,}"
-        )
+    if size <= SMALL:
+        raise ValueError(f"BENCH_SCALE_DELIVERIES must be over {SMALL:,}, not {size:,}")
     return size
 
 
@@ -125,9 +120,14 @@ def measure(workdir: Path, *, log=print) -> dict:
         now = datetime.now(UTC)
         with postgres.connect(postgres.with_database(url, small_name)) as connection:
             scale_fill.load_events(connection, made["events"])
-            fill_small(connection, now=now)
-        # The large store is the small one grown by its history: a copy, then the extra rows.
+            fill_history(connection, now=now)
+        # The large store is the small one's history grown: a copy, then the extra rows. Each
+        # store's last 24 hours come after its history, with the newest ids (the history then
+        # appends to the primary key's index, PostgreSQL's fast path, not below its last key).
         large_name = create("large", template=small_name)
+        with postgres.connect(postgres.with_database(url, small_name)) as connection:
+            add_last_day(connection, first=SMALL - RECENT + 1, now=now)
+            scale_fill.finish_load(connection)
         # A live store's past days are rolled up by the worker's daily housekeeping, which the
         # health page reads instead of their rows: done here as it would have been. The small
         # store's, once copied, while the large one loads (mostly the database's one core).
@@ -182,44 +182,43 @@ def _last_json(finished) -> dict:
     return json.loads(finished.stdout.strip().splitlines()[-1])
 
 
-def fill_small(connection: psycopg.Connection, *, now) -> None:
-    """The small store: 9,000 rows of history, then the last 24 hours with the newest ids.
-
-    Those 24 hours: one destination's FAILING failures since its key was revoked, other
-    deliveries, and PENDING due now; and every destination's send budget, full.
-    """
+def fill_history(connection: psycopg.Connection, *, now) -> None:
+    """The small store's history: 9,000 rows over the year before the last 24 hours."""
     scale_fill.insert_history(
         connection, first=1, count=SMALL - RECENT, now=now, newest_s=DAY, oldest_s=YEAR
     )
+
+
+def grow(connection: psycopg.Connection, *, to: int, now) -> None:
+    """More history over the same year, then the last 24 hours: `to` deliveries in all."""
     scale_fill.insert_history(
-        connection,
-        first=RECENT_FIRST + 1,
-        count=RECENT - PENDING - FAILING,
-        now=now,
-        newest_s=60,
-        oldest_s=DAY,
+        connection, first=SMALL - RECENT + 1, count=to - SMALL, now=now, newest_s=DAY, oldest_s=YEAR
     )
+    add_last_day(connection, first=to - RECENT + 1, now=now)
+
+
+def add_last_day(connection: psycopg.Connection, *, first: int, now) -> None:
+    """The last 24 hours, ids first… (after the history's): the same rows in either store.
+
+    One destination's FAILING failures since its key was revoked, other deliveries, and
+    PENDING due now, with the newest ids; and every destination's send budget, full.
+    """
+    others = RECENT - PENDING - FAILING
+    scale_fill.insert_history(
+        connection, first=first, count=others, now=now, newest_s=60, oldest_s=DAY
+    )
+    first += others
     scale_fill.insert_history(
         connection,
-        first=RECENT_FIRST + RECENT - PENDING - FAILING + 1,
+        first=first,
         count=FAILING,
         now=now,
         newest_s=60,
         oldest_s=FAILING_SINCE_S,
         failing_event=scale_fill.first_event_of_first_destination(connection),
     )
-    scale_fill.insert_pending(
-        connection, first=RECENT_FIRST + RECENT - PENDING + 1, count=PENDING, now=now
-    )
+    scale_fill.insert_pending(connection, first=first + FAILING, count=PENDING, now=now)
     scale_fill.insert_budgets(connection, burst=BURST, now=now)
-    scale_fill.finish_load(connection)
-
-
-def grow(connection: psycopg.Connection, *, to: int, now) -> None:
-    """More history over the same year, until the store holds `to` deliveries."""
-    scale_fill.insert_history(
-        connection, first=SMALL - RECENT + 1, count=to - SMALL, now=now, newest_s=DAY, oldest_s=YEAR
-    )
 
 
 def compare(small: dict, large: dict) -> dict:
