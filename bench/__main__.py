@@ -96,6 +96,18 @@ def environment() -> dict:
     }
 
 
+def compile_project() -> None:
+    """Write the project's bytecode first, as an installed service has it.
+
+    Otherwise a shell with PYTHONDONTWRITEBYTECODE set (this machine's) makes every process the
+    bench starts compile the project's modules from source again (35–80 ms of each start-up).
+    """
+    import compileall
+
+    for folder in ("project", "destinations", "detections", "bench", "tests"):
+        compileall.compile_dir(ROOT / folder, quiet=1, workers=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run, print the table, write the JSON; exit 1 when a section could not be measured."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -117,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     meta = environment()
+    compile_project()
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
         results = run_sections(sections, workdir)
