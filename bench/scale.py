@@ -47,8 +47,6 @@ PENDING = 20
 # Of the last 24 hours, the failures of one destination whose key was revoked half a day ago.
 FAILING = 150
 FAILING_SINCE_S = 12 * 3600
-# The send budget's burst (project/settings.py's default): each destination's bucket is full.
-BURST = 20
 DAY = 86_400
 YEAR = 365 * DAY
 REQUESTS = 7
@@ -218,7 +216,7 @@ def add_last_day(connection: psycopg.Connection, *, first: int, now) -> None:
         failing_event=scale_fill.first_event_of_first_destination(connection),
     )
     scale_fill.insert_pending(connection, first=first + FAILING, count=PENDING, now=now)
-    scale_fill.insert_budgets(connection, burst=BURST, now=now)
+    scale_fill.insert_budgets(connection, now=now)
 
 
 def compare(small: dict, large: dict) -> dict:

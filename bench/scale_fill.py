@@ -133,11 +133,13 @@ FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
 JOIN bench_scale_event AS e ON e.n = g %% %(events)s
 """
 
-# Every destination of a live store has sent, so each has its send budget (a token bucket), full
-# after a quiet minute; the claim takes tokens from it rather than creating it.
+# Every destination of a live store has sent, so each has its send budget (a token bucket); the
+# claim takes tokens from it rather than creating it. Last refilled an hour ago, empty: a bucket
+# refills up to its burst (destinations/delivery/budget.py), so each is full now, whatever the
+# burst and rate settings, without this file repeating them.
 INSERT_BUDGETS = """
 INSERT INTO destinations_ratebudget (destination_id, tokens, refilled_at)
-SELECT DISTINCT destination_id, %(burst)s, %(now)s::timestamptz - interval '1 minute'
+SELECT DISTINCT destination_id, 0, %(now)s::timestamptz - interval '1 hour'
 FROM bench_scale_event
 """
 
@@ -201,9 +203,9 @@ def first_event_of_first_destination(connection: psycopg.Connection) -> int:
     ).fetchone()[0]
 
 
-def insert_budgets(connection: psycopg.Connection, *, burst: int, now) -> None:
+def insert_budgets(connection: psycopg.Connection, *, now) -> None:
     """A full send budget for every destination, as each has after its first page."""
-    connection.execute(INSERT_BUDGETS, {"burst": burst, "now": now})
+    connection.execute(INSERT_BUDGETS, {"now": now})
 
 
 def finish_load(connection: psycopg.Connection) -> None:

@@ -105,7 +105,7 @@ def test_the_log_guard_fails_a_test_that_logs_a_key(tmp_path):
     )
     report = result.stdout
     assert result.returncode == 1, report
-    assert "ERROR at teardown of test_logs_the_key" in report
+    assert "ERROR at teardown of test_logs_the_key" in report, report
     assert "ERROR at teardown of test_logs_a_traceback_holding_an_altered_key" in report
     assert "test_logs_only_the_masked_key" not in report.split("short test summary")[-1]
     assert "A routing key appeared in the logs" in report
