@@ -8,6 +8,7 @@ import pytest
 import requests
 from django.core.management import CommandError, call_command
 from django.urls import reverse
+from requests.adapters import HTTPAdapter
 
 from destinations.keys.routing import KEY_FRAGMENT_MIN, scrub_routing_key
 from destinations.models import Delivery, DeliveryAttempt
@@ -161,11 +162,11 @@ def test_a_redirect_naming_the_key_is_masked(fake_pagerduty):
 
 @pytest.mark.parametrize("form", FORMS.values(), ids=FORMS.keys())
 def test_a_transport_error_naming_the_key_is_masked(form):
-    class EchoingProxy(requests.Session):
-        def post(self, *args, **kwargs):
+    class EchoingProxy(HTTPAdapter):
+        def send(self, *args, **kwargs):
             raise requests.ConnectionError(f"proxy refused routing_key {form}")
 
-    client = PagerDutyClient(session=EchoingProxy())
+    client = PagerDutyClient(adapter=EchoingProxy())
     with pytest.raises(PagerDutyError) as failed:
         client.send(b"{}", routing_key=KEY, url=URL, timeout=5)
     assert MASKED in str(failed.value)

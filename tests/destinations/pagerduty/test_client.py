@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
 import pickle
@@ -72,7 +73,7 @@ def client():
     """A fresh client, closed afterwards so no connection outlives the test."""
     pagerduty_client = PagerDutyClient()
     yield pagerduty_client
-    pagerduty_client.session.close()
+    pagerduty_client.adapter.close()
 
 
 def post(client: PagerDutyClient, url: str, *, body: bytes | None = None, timeout: float = 5):
@@ -83,7 +84,7 @@ def post(client: PagerDutyClient, url: str, *, body: bytes | None = None, timeou
 def open_local_ports(client: PagerDutyClient, url: str) -> set[int]:
     """List the local ports of the client's idle open connections for a URL."""
     # The fake does not say which connection a request came on, so look at the client's pool.
-    pools = client.session.get_adapter(url).poolmanager.pools
+    pools = client.adapter.poolmanager.pools
     ports = set()
     # urllib3's pool container refuses plain iteration; keys() is its way to list them.
     for key in pools.keys():  # noqa: SIM118
@@ -756,3 +757,68 @@ def test_parse_retry_after_counts_from_the_real_clock_by_default():
     later = datetime.now(UTC) + timedelta(seconds=60)
 
     assert 55 <= parse_retry_after(format_datetime(later, usegmt=True)) <= 60
+
+
+class _RecordingProxy(http.server.BaseHTTPRequestHandler):
+    """An HTTP proxy that answers every post itself, as PagerDuty would, and notes its target."""
+
+    targets: list[str] = []
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.targets.append(self.path)
+        body = b'{"status":"success","message":"Event processed","dedup_key":"via-proxy"}'
+        self.send_response(202)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def recording_proxy():
+    _RecordingProxy.targets = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _RecordingProxy.targets
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy"])
+def test_the_environment_s_proxy_carries_every_post(
+    client, settings, monkeypatch, recording_proxy, variable
+):
+    # The client posts without a requests Session, which would read the proxy on every post: it
+    # reads what a Session would, once per URL, so a site behind a proxy still pages.
+    proxy, targets = recording_proxy
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, proxy)
+    settings.PAGERDUTY_EVENTS_URL = "http://events.pagerduty.invalid/v2/enqueue"
+
+    for _ in range(2):
+        accepted = post(client, settings.PAGERDUTY_EVENTS_URL)
+
+    assert accepted.dedup_key == "via-proxy"
+    assert targets == ["http://events.pagerduty.invalid/v2/enqueue"] * 2
+
+
+def test_no_proxy_sends_past_the_environment_s_proxy(
+    client, settings, monkeypatch, recording_proxy
+):
+    proxy, targets = recording_proxy
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("NO_PROXY", "events.pagerduty.invalid")
+    monkeypatch.delenv("no_proxy", raising=False)
+    settings.PAGERDUTY_EVENTS_URL = "http://events.pagerduty.invalid/v2/enqueue"
+
+    with pytest.raises(Unreachable) as failed:
+        post(client, settings.PAGERDUTY_EVENTS_URL)
+
+    assert "host name not found" in str(failed.value)
+    assert targets == []
