@@ -268,8 +268,9 @@ class Delivery(models.Model):
         verbose_name_plural = "deliveries"
         ordering = ["-created_at", "-id"]
         indexes = [
-            # The claim: due pending rows, and expired leases.
-            models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
+            # The claim: due pending rows in the claim's own order (so it reads only the rows it
+            # takes, see claims._in_due_order()), and expired leases.
+            models.Index(fields=["status", "next_attempt_at", "id"], name="delivery_due_in_order"),
             models.Index(fields=["status", "lease_expires_at"], name="delivery_lease"),
             # Order per incident: is an earlier delivery for this destination and key unfinished?
             models.Index(fields=["destination", "dedup_key", "id"], name="delivery_incident"),

@@ -205,6 +205,7 @@ def claim_due(*, limit: int, now: datetime | None = None) -> list[Claim]:
     if limit <= 0:
         return []
     with transaction.atomic():
+        _in_due_order()
         claimed: list[Delivery] = []
         # Rows over their destination's budget are pushed back (no longer due), so selecting
         # again finds the next candidates; each pass claims or defers at least one row.
@@ -235,6 +236,22 @@ def claim_due(*, limit: int, now: datetime | None = None) -> list[Claim]:
         row.attempts += 1
         row.total_attempts += 1
     return [Claim(delivery=row, lease_token=token) for row in claimed]
+
+
+def _in_due_order() -> None:
+    """On PostgreSQL, have this transaction's claim walk the due index in order and stop early.
+
+    The planner goes by the table's statistics, which lag behind it: on a new site, after a
+    restore, in a burst before autovacuum looks again. Told that almost nothing is pending, it
+    read a burst whole, ran each row's order check, sorted them and kept the few rows taken:
+    8.6 ms a claim of 8 with 1,500 due, growing with the burst (bench `postgres`). Read from delivery_due_in_order, which holds them in the claim's order, the
+    same claim reads the rows it takes and stops (0.1 ms). With sorting off for this transaction
+    the planner takes that path whatever its estimates; where nothing else gives the order it
+    still sorts. SQLite's planner already reads the index in order.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_sort = off")
 
 
 def _lease(rows: list[Delivery], *, token: uuid.UUID, now: datetime) -> None:

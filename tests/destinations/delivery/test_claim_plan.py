@@ -16,7 +16,8 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from destinations.delivery.claims import _claimable, _pending
+from destinations.delivery.claims import _claimable, _in_due_order, _pending, claim_due
+from destinations.models import Delivery
 from tests.support.factories import make_destination
 from tests.support.routing_keys import ROUTING_KEY
 
@@ -111,3 +112,30 @@ def test_the_check_reads_none_of_a_long_incident_s_finished_rows():
     # The earlier pending rows of the incident, found at once; no delivered row visited.
     assert sum(node.get("Rows Removed by Filter", 0) for node in checks) == 0, plan
     assert sum(node.get("Heap Fetches", 0) for node in checks) <= 20, plan
+
+
+def test_a_burst_is_read_in_the_claim_s_order_and_no_further():
+    # Statistics that have not caught up with the table (a new site, a restored backup, a burst
+    # before autovacuum's next look): the planner read every due row, checked each, sorted them
+    # all and kept 8 (5 to 9 ms here with 2,000 due, 8.6 ms with 1,500 in bench `postgres`,
+    # growing with the burst). The claim's transaction has it walk the due index in order.
+    destination = make_destination("Storm rota", ROUTING_KEY)
+    _store(destination.pk, 20_000, status="delivered", start=1, days_ago=30)
+    _store(destination.pk, 2_000, status="pending", start=1_000_000, days_ago=0)
+
+    with transaction.atomic():
+        _in_due_order()
+        plan = (
+            _claimable().filter(_pending(timezone.now()))[:8].explain(format="json", analyze=True)
+        )
+    nodes = list(_nodes(json.loads(plan)[0]["Plan"]))
+    assert not [node for node in nodes if node["Node Type"] == "Sort"], plan
+    [scan] = [node for node in nodes if node.get("Index Name") == "delivery_due_in_order"]
+    assert scan["Actual Rows"] == 8, plan  # the rows taken, not the 2,000 due
+
+    first_due = list(
+        Delivery.objects.filter(status="pending")
+        .order_by("next_attempt_at", "id")
+        .values_list("id", flat=True)[:8]
+    )
+    assert sorted(claim.delivery.pk for claim in claim_due(limit=8)) == first_due
