@@ -5,10 +5,9 @@ import math
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection
 
 from ..models import RateBudget
-from .compiled import STAND_IN_ID, CompiledQuery
+from .compiled import STAND_IN_ID, CompiledQuery, update_each_row
 
 # The destinations this process has seen a bucket for. A bucket is made once and lives as long
 # as its destination, so asking the database to create it again on every claim (an INSERT … ON
@@ -81,13 +80,10 @@ def _store(changed: list[tuple[float, int]], *, refilled_at: datetime) -> None:
     """Write the buckets' new token counts, all refilled at the same moment, in one statement.
 
     bulk_update() would build a CASE over every row, which costs the claim more than the
-    database's work; this is plain SQL over names from _meta, every value a parameter.
+    database's work (update_each_row).
     """
-    meta = RateBudget._meta
-    quote = connection.ops.quote_name
-    tokens, stamp = (quote(meta.get_field(name).column) for name in ("tokens", "refilled_at"))
-    table, pk = quote(meta.db_table), quote(meta.pk.column)
-    sql = f"UPDATE {table} SET {tokens} = %s, {stamp} = %s WHERE {pk} = %s"  # noqa: S608
-    moment = meta.get_field("refilled_at").get_db_prep_save(refilled_at, connection)
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, [(count, moment, pk) for count, pk in changed])
+    update_each_row(
+        RateBudget,
+        ("tokens", "refilled_at"),
+        [(destination_id, tokens, refilled_at) for tokens, destination_id in changed],
+    )
