@@ -1,11 +1,13 @@
 """`manage.py deliver_alerts` as an operator runs it."""
 
 import signal
+import sys
 import time
 
 import pytest
 from django.core.management import CommandError, call_command
 
+from destinations.management.commands.deliver_alerts import SWITCH_INTERVAL_SECONDS
 from destinations.models import Delivery, DeliveryStatus
 from tests.support.factories import make_destination, queue_event
 from tests.support.routing_keys import ROUTING_KEY
@@ -21,6 +23,22 @@ def test_once_drains_what_is_due_and_reports(fake_pagerduty, capsys):
     call_command("deliver_alerts", "--once", "--concurrency", "3")
     assert "Worker stopped: delivered 5, retrying 0, failed 0." in capsys.readouterr().out
     assert len(fake_pagerduty.events) == 5
+
+
+@pytest.fixture
+def switch_interval():
+    """Python's own switch interval for the test; the one before is put back after it."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    yield 0.005
+    sys.setswitchinterval(before)
+
+
+def test_the_worker_process_hands_the_interpreter_over_sooner(fake_pagerduty, switch_interval):
+    # The command runs as the worker's own process, and shortens the turns its threads take.
+    call_command("deliver_alerts", "--once")
+    assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_SECONDS)
+    assert switch_interval > SWITCH_INTERVAL_SECONDS
 
 
 @pytest.mark.parametrize("value", ["0", "65"])
