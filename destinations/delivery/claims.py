@@ -244,10 +244,11 @@ def _in_due_order() -> None:
     The planner goes by the table's statistics, which lag behind it: on a new site, after a
     restore, in a burst before autovacuum looks again. Told that almost nothing is pending, it
     read a burst whole, ran each row's order check, sorted them and kept the few rows taken:
-    8.6 ms a claim of 8 with 1,500 due, growing with the burst (bench `postgres`). Read from delivery_due_in_order, which holds them in the claim's order, the
-    same claim reads the rows it takes and stops (0.1 ms). With sorting off for this transaction
-    the planner takes that path whatever its estimates; where nothing else gives the order it
-    still sorts. SQLite's planner already reads the index in order.
+    8.6 ms a claim of 8 with 1,500 due, growing with the burst (bench `postgres`). Read from
+    delivery_due_in_order, which holds them in the claim's order, the same claim reads the rows
+    it takes and stops (0.1 ms). With sorting off for this transaction the planner takes that
+    path whatever its estimates; where nothing else gives the order it still sorts. SQLite's
+    planner already reads the index in order.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
