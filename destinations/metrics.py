@@ -7,8 +7,8 @@ totals. Tally rows (destinations/tallies.py), added to in the transaction that s
 give that without a multiprocess directory shared by every process on one host (which workers on
 other hosts could not share at all), survive restarts, and outlive the pruning of the delivery
 log. A scrape costs six queries whatever the number of deliveries stored: the tallies grow with
-the destinations only, and the queue is read over unfinished rows only (the delivery_due and
-delivery_lease indexes lead with the status).
+the destinations only, and the queue is read over unfinished rows only (the
+delivery_due_in_order and delivery_lease indexes lead with the status).
 """
 
 from collections.abc import Iterator
