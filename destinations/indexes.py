@@ -1,6 +1,16 @@
-"""Adding an index to a table that may already hold millions of rows, without stopping writes."""
+"""Adding or dropping an index of a table that may hold millions of rows, writes going on."""
 
 from django.db import migrations
+
+
+def _concurrently(operation, schema_editor, state, app_label: str, *, add: bool) -> None:
+    """Add or drop the operation's index CONCURRENTLY, the index as `state` holds it."""
+    model = state.apps.get_model(app_label, operation.model_name)
+    if operation.allow_migrate_model(schema_editor.connection.alias, model):
+        name = getattr(operation, "name", None) or operation.index.name
+        index = state.models[app_label, operation.model_name_lower].get_index_by_name(name)
+        change = schema_editor.add_index if add else schema_editor.remove_index
+        change(model, index, concurrently=True)
 
 
 class AddIndexWithoutLocking(migrations.AddIndex):
@@ -14,18 +24,12 @@ class AddIndexWithoutLocking(migrations.AddIndex):
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor != "postgresql":
             return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            schema_editor.add_index(model, self.index, concurrently=True)
-        return None
+        return _concurrently(self, schema_editor, to_state, app_label, add=True)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor != "postgresql":
             return super().database_backwards(app_label, schema_editor, from_state, to_state)
-        model = from_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            schema_editor.remove_index(model, self.index, concurrently=True)
-        return None
+        return _concurrently(self, schema_editor, from_state, app_label, add=False)
 
 
 class RemoveIndexWithoutLocking(migrations.RemoveIndex):
@@ -38,17 +42,9 @@ class RemoveIndexWithoutLocking(migrations.RemoveIndex):
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor != "postgresql":
             return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        model = from_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            index = from_state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
-            schema_editor.remove_index(model, index, concurrently=True)
-        return None
+        return _concurrently(self, schema_editor, from_state, app_label, add=False)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor != "postgresql":
             return super().database_backwards(app_label, schema_editor, from_state, to_state)
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            index = to_state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
-            schema_editor.add_index(model, index, concurrently=True)
-        return None
+        return _concurrently(self, schema_editor, to_state, app_label, add=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from ..models import Delivery, DeliveryAttempt, DeliveryStatus, Destination
@@ -21,7 +21,7 @@ from ..pagerduty.events import (
     serialize_event,
 )
 from ..tallies import count_attempts, count_finished
-from .compiled import STAND_IN_ID, CompiledQuery, update_each_row
+from .compiled import STAND_IN_ID, CompiledQuery, insert_rows, update_each_row
 from .outbox import queue_fallbacks, queue_test_resolves
 from .policy import give_up_reason, retry_delay_seconds
 
@@ -312,7 +312,18 @@ def record_attempts(attempts: Sequence[FinishedAttempt], *, retry: bool = True) 
                 if was_moved and status == DeliveryStatus.FAILED
             ]
         )
-        _insert_attempts(
+        insert_rows(
+            DeliveryAttempt,
+            (
+                "delivery",
+                "number",
+                "started_at",
+                "duration_ms",
+                "status_code",
+                "result",
+                "response_excerpt",
+                "error",
+            ),
             [
                 (
                     attempt.delivery.pk,
@@ -325,7 +336,7 @@ def record_attempts(attempts: Sequence[FinishedAttempt], *, retry: bool = True) 
                     "" if attempt.result.accepted else str(attempt.result.error),
                 )
                 for attempt, (_, _, outcome) in zip(attempts, changes, strict=True)
-            ]
+            ],
         )
         # The /metrics counters, in this transaction: one statement for the whole batch each.
         count_attempts(
@@ -379,48 +390,6 @@ def _held(count: int) -> CompiledQuery:
         stand_ins=[STAND_IN_ID - n for n in range(count)],
         fields=[Delivery._meta.pk] * count,
     )
-
-
-# The columns _insert_attempts() writes, in its rows' order; the others keep their defaults.
-_ATTEMPT_FIELDS = tuple(
-    DeliveryAttempt._meta.get_field(name)
-    for name in (
-        "delivery",
-        "number",
-        "started_at",
-        "duration_ms",
-        "status_code",
-        "result",
-        "response_excerpt",
-        "error",
-    )
-)
-
-
-def _insert_attempts(rows: list[tuple]) -> None:
-    """Store attempts, each a tuple of _ATTEMPT_FIELDS' values, in one INSERT.
-
-    bulk_create() spent 1.2 ms of CPU on 8 attempts, building model instances and then its
-    statement: more than the rest of the recording together (bench `postgres`). As in
-    _update_each(), this is plain SQL over names from _meta, quoted by the backend, with every
-    value a parameter prepared by its field.
-    """
-    if not rows:
-        return
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in _ATTEMPT_FIELDS)
-    row = "(" + ", ".join(["%s"] * len(_ATTEMPT_FIELDS)) + ")"
-    params = [
-        field.get_db_prep_save(value, connection)
-        for values in rows
-        for field, value in zip(_ATTEMPT_FIELDS, values, strict=True)
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {quote(DeliveryAttempt._meta.db_table)} ({columns}) "  # noqa: S608
-            f"VALUES {', '.join([row] * len(rows))}",
-            params,
-        )
 
 
 def _update_each(changes: list[tuple[int, dict]]) -> None:

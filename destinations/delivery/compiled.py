@@ -90,15 +90,40 @@ def update_each_row(model: type[Model], names: Sequence[str], rows: Sequence[tup
         f"{quote(field.column)} = new.{alias}"
         for field, alias in zip(fields[1:], aliases[1:], strict=True)
     )
-    params = [
-        field.get_db_prep_save(value, connection)
-        for values in rows
-        for field, value in zip(fields, values, strict=True)
-    ]
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH new ({', '.join(aliases)}) AS (VALUES {', '.join([row] * len(rows))}) "  # noqa: S608
             f"UPDATE {table} SET {assignments} FROM new "
             f"WHERE {table}.{quote(meta.pk.column)} = new.{aliases[0]}",
-            params,
+            _prepared(fields, rows),
         )
+
+
+def insert_rows(model: type[Model], names: Sequence[str], rows: Sequence[tuple]) -> None:
+    """Store new rows of `model` in one INSERT: each row is the values of the fields `names`.
+
+    bulk_create() spent 1.2 ms of CPU on the worker's 8 attempts of a round, building model
+    instances and then its statement: more than the rest of the recording together (bench
+    `postgres`). The fields left out keep their database defaults (the id, say).
+    """
+    if not rows:
+        return
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in names]
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608
+            f"({', '.join(quote(field.column) for field in fields)}) "
+            f"VALUES {', '.join([row] * len(rows))}",
+            _prepared(fields, rows),
+        )
+
+
+def _prepared(fields: Sequence[Field], rows: Sequence[tuple]) -> list:
+    """The rows' values in one list, each prepared by its field as the ORM would save it."""
+    return [
+        field.get_db_prep_save(value, connection)
+        for values in rows
+        for field, value in zip(fields, values, strict=True)
+    ]
