@@ -198,8 +198,14 @@ class PagerDutyClient:
         except requests.RequestException as exc:
             # Returned, not raised here: raised outside this block it has no __context__, and
             # the original must not travel with it (it holds the request body, key included).
+            proxy = requests.utils.select_proxy(url, (environment or {}).get("proxies") or {})
             return _transport_error(
-                exc, url=url, timeout=timeout, scrub=scrub, duration_ms=_elapsed_ms(started)
+                exc,
+                url=url,
+                proxy=proxy,
+                timeout=timeout,
+                scrub=scrub,
+                duration_ms=_elapsed_ms(started),
             )
 
 
@@ -351,13 +357,16 @@ def _transport_error(
     exc: requests.RequestException,
     *,
     url: str,
+    proxy: str | None = None,
     timeout: float,
     scrub: _Scrubber,
     duration_ms: int,
 ) -> Unreachable:
     """Describe a request that got no answer as Timeout or Unreachable, in a short phrase."""
-    where = _where(url)
     causes = list(_causes(exc))
+    where = _where(url)
+    if proxy and any(isinstance(cause, urllib3.exceptions.ProxyError) for cause in causes):
+        where = f"proxy {_where(proxy)}, for {where}"  # host and port only: no credentials
     if isinstance(exc, requests.ConnectTimeout):
         return Timeout(
             f"no connection within {timeout:g} seconds ({where})", duration_ms=duration_ms
@@ -381,12 +390,25 @@ _FAILURE_PHRASES: tuple[tuple[type[BaseException] | tuple[type[BaseException], .
     (ConnectionRefusedError, "connection refused"),
     (ConnectionResetError, "connection reset"),
     ((urllib3.exceptions.NameResolutionError, socket.gaierror), "host name not found"),
-    (urllib3.exceptions.ProxyError, "proxy failed"),
 )
 
 
 def _failure_phrase(causes: list[BaseException], scrub: Callable[[str], str]) -> str:
     """Name why a connection failed in plain words, keeping the details only where they help."""
+    # Through a proxy (HTTPS_PROXY and the like) it is the proxy that refused or reset, or could
+    # not be found: said first, or an operator looks for the fault at PagerDuty's end.
+    if any(isinstance(cause, urllib3.exceptions.ProxyError) for cause in causes):
+        inner = [
+            cause
+            for cause in causes
+            if not isinstance(
+                cause, urllib3.exceptions.ProxyError | urllib3.exceptions.MaxRetryError
+            )
+            and not isinstance(cause, requests.RequestException)
+        ]
+        return "the proxy failed: " + (
+            _failure_phrase(inner, scrub) if inner else "no reason given"
+        )
     for cause in causes:
         if isinstance(cause, ssl.SSLError | requests.exceptions.SSLError):
             # Deepest TLS error first: its text names the reason (an expired certificate, say).

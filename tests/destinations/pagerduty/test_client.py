@@ -822,3 +822,22 @@ def test_no_proxy_sends_past_the_environment_s_proxy(
 
     assert "host name not found" in str(failed.value)
     assert targets == []
+
+
+def test_a_proxy_that_is_down_is_named_as_the_fault(client, settings, monkeypatch):
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://ops:proxy-secret@127.0.0.1:{port}")
+    settings.PAGERDUTY_EVENTS_URL = "http://events.pagerduty.invalid/v2/enqueue"
+
+    with pytest.raises(Unreachable) as failed:
+        post(client, settings.PAGERDUTY_EVENTS_URL)
+
+    assert str(failed.value) == (
+        "PagerDuty could not be reached: the proxy failed: connection refused "
+        f"(proxy 127.0.0.1:{port}, for events.pagerduty.invalid:80)"
+    )
+    assert "proxy-secret" not in str(failed.value)
