@@ -46,20 +46,34 @@ def running_make_run(env: dict[str, str], url: str) -> Iterator[Stopped]:
     )
     stopped = Stopped()
     try:
-        wait_until_served(process, url)
+        if not served(process, url):
+            raise AssertionError(f"make run never answered at {url}")
         yield stopped
+    except AssertionError as never_served:
+        stop(process, stopped)
+        never_served.add_note(
+            f"make run ended with {stopped.returncode}, printing:\n{stopped.output}"
+        )
+        raise
     finally:
+        stop(process, stopped)
+
+
+def stop(process: subprocess.Popen, stopped: Stopped) -> None:
+    if stopped.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):  # all of it gone already
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-        stopped.output = process.communicate(timeout=60)[0]
-        stopped.returncode = process.returncode
+    stopped.output = process.communicate(timeout=60)[0]
+    stopped.returncode = process.returncode
 
 
-def wait_until_served(process: subprocess.Popen, url: str) -> None:
+def served(process: subprocess.Popen, url: str) -> bool:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         try:
             requests.get(url, timeout=5)
-            return
+            return True
         except (requests.ConnectionError, requests.Timeout):  # not up yet, or a busy machine
             time.sleep(0.3)
-    raise AssertionError(f"make run never answered at {url} (exit {process.poll()})")
+    return False
