@@ -27,7 +27,11 @@ def existing_names(text: str) -> set[str]:
 
 
 def main(path: Path = ENV_PATH) -> int:
-    text = path.read_text() if path.exists() else ""
+    try:
+        text = path.read_text() if path.exists() else ""
+    except OSError as error:
+        print(f"Cannot read {path}: {error.strerror}.", file=sys.stderr)
+        return 1
     present = existing_names(text) | set(os.environ)
     additions = []
     if "SECRET_KEY" not in present:
@@ -45,8 +49,15 @@ def main(path: Path = ENV_PATH) -> int:
         return 0
     if text and not text.endswith("\n"):
         text += "\n"
-    path.write_text(text + "".join(additions))
-    path.chmod(0o600)
+    try:
+        path.write_text(text + "".join(additions))
+        path.chmod(0o600)
+    except OSError as error:
+        print(
+            f"Cannot write {path}: {error.strerror}. Create its folder or set ENV_FILE.",
+            file=sys.stderr,
+        )
+        return 1
     written = sorted(existing_names("".join(additions)))
     print(f"{path.name}: wrote {', '.join(written)}")
     return 0

@@ -43,6 +43,16 @@ def test_env_file_is_generated_once_and_never_overwritten(tmp_path, monkeypatch)
     assert "SECRET_KEY=" in text
 
 
+def test_an_env_file_that_cannot_be_written_is_named_in_a_sentence(tmp_path, capsys):
+    assert envfile.main(tmp_path / "missing" / ".env") == 1
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"Cannot write {tmp_path / 'missing' / '.env'}: No such file or directory. "
+        "Create its folder or set ENV_FILE.\n"
+    )
+    assert captured.out == ""
+
+
 def test_first_admin_is_created_once_with_a_printed_password(db, capsys):
     call_command("create_first_admin")
     out = capsys.readouterr().out
