@@ -55,6 +55,23 @@ def test_a_matching_run_reaches_pagerduty_and_is_logged(paging, fake_pagerduty):
     assert (attempt.number, attempt.status_code, attempt.result) == (1, 202, "delivered")
 
 
+def test_a_drain_ends_once_its_last_answer_is_recorded_not_a_poll_interval_later(paging):
+    _, detection = paging
+    record_run(detection, "run-1")
+    worker = Worker(concurrency=2, poll_interval=30)
+    finished = threading.Event()
+    drained = threading.Thread(target=lambda: (worker.run(once=True), finished.set()))
+    drained.start()
+
+    try:
+        # A drain that waited out the poll interval after its last record would take 30 s.
+        assert finished.wait(timeout=10), "the drain waited for its poll interval"
+    finally:
+        worker.stop()
+        drained.join()
+    assert worker.stats.delivered == 1
+
+
 def test_not_matched_runs_and_disabled_destinations_queue_nothing(fake_pagerduty):
     enabled = make_destination("on", ROUTING_KEY)
     disabled = make_destination("off", OTHER_ROUTING_KEY, enabled=False)
