@@ -7,6 +7,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
 from project import PRODUCT_NAME
@@ -24,7 +25,21 @@ if ENV_FILE and Path(ENV_FILE).is_file():
 
 DATA_DIR = Path(env("DATA_DIR", default=str(BASE_DIR / "var")))
 
-SECRET_KEY = env("SECRET_KEY")
+
+def secret(name: str, default: str | None = None) -> str:
+    """A secret's value exactly as written.
+
+    django-environ reads a value that starts with `$` as the name of another variable, and its
+    KeyError then printed the rest of the secret in the traceback: a Django secret key starts
+    with `$` one time in fifty, and a bearer token may too.
+    """
+    value = os.environ.get(name, default)
+    if value is None:
+        raise ImproperlyConfigured(f"Set the {name} environment variable")
+    return value
+
+
+SECRET_KEY = secret("SECRET_KEY")
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -217,7 +232,7 @@ ROUTING_KEY_MAX_AGE_DAYS = env.int("ROUTING_KEY_MAX_AGE_DAYS", default=90)
 
 # GET /metrics (Prometheus) asks for this bearer token when it is set; empty leaves it open, as
 # /healthz is. It is compared as a hash in constant time and never logged.
-METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_TOKEN = secret("METRICS_TOKEN", default="")
 
 # Delivery (design §6). Attempts and age count from when a delivery was queued or re-queued.
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=30)
