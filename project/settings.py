@@ -31,7 +31,7 @@ def secret(name: str, default: str | None = None) -> str:
 
     django-environ reads a value that starts with `$` as the name of another variable, and its
     KeyError then printed the rest of the secret in the traceback: a Django secret key starts
-    with `$` one time in fifty, and a bearer token may too.
+    with `$` one time in fifty, and a bearer token or a mistyped key may too.
     """
     value = os.environ.get(name, default)
     if value is None:
@@ -214,7 +214,9 @@ SECURE_CSP = {
 
 # Fernet keys, newest first: the first encrypts, all decrypt (like SECRET_KEY_FALLBACKS).
 # Validated by a system check rather than here, so a bad value is a readable error.
-FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+FIELD_ENCRYPTION_KEYS = [
+    key for key in secret("FIELD_ENCRYPTION_KEYS", default="").split(",") if key
+]
 
 # When set, every destination posts here (a proxy or a staging mock) instead of its region's URL.
 PAGERDUTY_EVENTS_URL = env("PAGERDUTY_EVENTS_URL", default=None) or None

@@ -5,8 +5,11 @@ import runpy
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
 
+from destinations.checks import check_encryption_keys
 from project import envfile
 
 SETTINGS_FILE = Path(__file__).resolve().parents[2] / "project" / "settings.py"
@@ -25,6 +28,19 @@ def test_a_secret_key_and_a_metrics_token_starting_with_a_dollar_are_read_as_wri
 
     assert values["SECRET_KEY"] == DOLLAR_KEY
     assert values["METRICS_TOKEN"] == DOLLAR_TOKEN
+
+
+def test_encryption_keys_are_read_as_written_and_a_bad_one_is_left_to_the_check(monkeypatch):
+    good = Fernet.generate_key().decode()
+    monkeypatch.setenv("FIELD_ENCRYPTION_KEYS", f"$not-a-fernet-key,{good}")
+
+    values = runpy.run_path(str(SETTINGS_FILE))
+
+    assert values["FIELD_ENCRYPTION_KEYS"] == ["$not-a-fernet-key", good]
+    with override_settings(FIELD_ENCRYPTION_KEYS=values["FIELD_ENCRYPTION_KEYS"]):
+        [error] = check_encryption_keys(None)
+    assert error.id == "destinations.E001"
+    assert "$not-a-fernet-key" not in error.msg + str(error.hint)
 
 
 def test_a_missing_secret_key_is_named_and_nothing_else_is_shown(monkeypatch):
