@@ -51,3 +51,27 @@ def test_the_worker_starts_without_the_admin_the_api_or_the_metrics_client_and_c
     assert {"destinations.Destination", "destinations.Delivery", "detections.Detection"} <= set(
         found["checked"]
     )
+
+
+WEB_PROBE = """
+import json, sys
+import project.wsgi
+
+loaded = [name for name in ("project.urls", "detections.api") if name in sys.modules]
+print(json.dumps(sorted(loaded)))
+"""
+
+
+def test_a_web_worker_loads_the_urlconf_as_it_boots_not_on_its_first_request():
+    # gunicorn imports project.wsgi as a worker boots; the first request then took 0.38 s more.
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", WEB_PROBE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == ["detections.api", "project.urls"]
