@@ -33,10 +33,11 @@ print(json.dumps({"worker": worker, "checked": checked}))
 """
 
 
-def probe() -> dict:
+def probe(code: str = PROBE):
+    """What `code`, run in a new process on the test settings, printed last (as JSON)."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
     result = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -64,14 +65,4 @@ print(json.dumps(sorted(loaded)))
 
 def test_a_web_worker_loads_the_urlconf_as_it_boots_not_on_its_first_request():
     # gunicorn imports project.wsgi as a worker boots; the first request then took 0.38 s more.
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
-    result = subprocess.run(
-        [sys.executable, "-c", WEB_PROBE],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == ["detections.api", "project.urls"]
+    assert probe(WEB_PROBE) == ["detections.api", "project.urls"]
