@@ -1,7 +1,9 @@
 """Start the web server and the delivery worker (the Procfile), saying where each one talks to."""
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,22 +18,48 @@ STOPPED_CODES = {128 + signal.SIGINT, 128 + signal.SIGTERM}
 SHARED_SETTINGS = ("WEB_BIND", "SITE_URL", "PAGERDUTY_EVENTS_URL")
 
 
-def admin_url(bind: str) -> str | None:
-    """The admin's address for a gunicorn bind (HOST[:PORT]); None for a socket file."""
+def host_and_port(bind: str) -> tuple[str, str] | None:
+    """The host (IPv6 in brackets, maybe empty) and port of a gunicorn bind; None for a socket
+    file or a file descriptor."""
     bind = bind.strip()
     if not bind or bind.startswith(("unix:", "fd://")):
         return None
     if bind.startswith("["):
         host, _, rest = bind.partition("]")
-        host += "]"
-        port = rest.removeprefix(":") or DEFAULT_PORT
-    else:
-        host, sep, port = bind.rpartition(":")
-        if not sep:
-            host, port = port, DEFAULT_PORT
+        return host + "]", rest.removeprefix(":") or DEFAULT_PORT
+    host, sep, port = bind.rpartition(":")
+    return (host, port) if sep else (port, DEFAULT_PORT)
+
+
+def admin_url(bind: str) -> str | None:
+    """The admin's address for a gunicorn bind (HOST[:PORT]); None for a socket file."""
+    parsed = host_and_port(bind)
+    if parsed is None:
+        return None
+    host, port = parsed
     # A wildcard address is not one a browser can open; this machine's loopback reaches it.
     host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "[::]": "[::1]"}.get(host, host)  # noqa: S104
     return f"http://{host}:{port}/admin/"
+
+
+def in_use(bind: str) -> bool:
+    """Whether something already listens where a gunicorn bind asks to serve.
+
+    gunicorn would try five times, a second apart, and stop with "Can't connect"; this says it
+    before anything starts. Bound as gunicorn binds (SO_REUSEADDR), so a port that only has
+    connections closing on it is not reported.
+    """
+    parsed = host_and_port(bind)
+    if parsed is None or not parsed[1].isdigit():
+        return False  # a socket file, or a port gunicorn itself will refuse with its reason
+    host, port = parsed[0].strip("[]") or "0.0.0.0", int(parsed[1])  # noqa: S104
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return error.errno == errno.EADDRINUSE
+    return False
 
 
 def banner(shell_names: set[str] | None = None) -> list[str]:
@@ -81,6 +109,17 @@ def main() -> int:
     # so the processes started below see exactly what the settings saw.
     django.setup()
     os.environ.setdefault("WEB_BIND", DEFAULT_BIND)
+    if in_use(os.environ["WEB_BIND"]):
+        from django.conf import settings
+
+        where = settings.ENV_FILE or "the environment"
+        print(
+            f"Cannot serve on {os.environ['WEB_BIND']}: something else listens there. Stop it, "
+            f"or serve elsewhere with WEB_BIND (for example WEB_BIND=127.0.0.1:8001) in {where}.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
     for line in banner(shell_names):
         print(line, flush=True)
 

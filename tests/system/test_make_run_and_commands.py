@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ import pytest
 import requests
 from django.core.management import ManagementUtility
 
-from project.serve import admin_url, banner
+from project.serve import admin_url, banner, in_use
 from tests.support import worker_process
 from tests.support.fake_pagerduty.server import FakePagerDuty
 from tests.support.make_run import ROOT, free_port, running_make_run
@@ -173,6 +174,18 @@ def test_the_admin_url_of_a_bind(bind, url):
     assert admin_url(bind) == url
 
 
+def test_a_bind_where_something_listens_is_in_use_and_a_free_one_is_not():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert in_use(f"127.0.0.1:{port}")
+        assert in_use(f"0.0.0.0:{port}")  # a wildcard bind would take that port too
+    assert not in_use(f"127.0.0.1:{port}")
+    assert not in_use("unix:/run/detection-destinations.sock")
+    assert not in_use("127.0.0.1:http-alt")  # left to gunicorn, which names what is wrong
+
+
 def site_url(tmp_path, env_file: str, **env: str) -> str:
     path = tmp_path / ".env"
     path.write_text(env_file)
@@ -323,6 +336,25 @@ def make_run_site(tmp_path) -> tuple[int, dict[str, str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_make_run_on_a_port_something_else_serves_says_so_and_starts_nothing(tmp_path):
+    port, shared = make_run_site(tmp_path)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        result = subprocess.run(
+            ["make", "run"], cwd=ROOT, env=shared, capture_output=True, text=True, timeout=180
+        )
+
+    assert result.returncode == 2  # make's own code for a recipe that failed
+    assert (
+        f"Cannot serve on 127.0.0.1:{port}: something else listens there. Stop it, or serve "
+        f"elsewhere with WEB_BIND (for example WEB_BIND=127.0.0.1:8001) in {tmp_path / '.env'}."
+    ) in result.stderr
+    assert "Serving" not in result.stdout
+    assert "web.1" not in result.stdout + result.stderr  # neither process was started
+
+
 def test_make_run_names_a_destination_without_a_key_and_serves_the_others(tmp_path):
     # One destination's unusable key is reported, but must not stop every other destination's pages.
     port, shared = make_run_site(tmp_path)
