@@ -336,7 +336,6 @@ def make_run_site(tmp_path) -> tuple[int, dict[str, str]]:
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_make_run_on_a_port_something_else_serves_says_so_and_starts_nothing(tmp_path):
     port, shared = make_run_site(tmp_path)
     with socket.socket() as listener:
@@ -355,6 +354,7 @@ def test_make_run_on_a_port_something_else_serves_says_so_and_starts_nothing(tmp
     assert "web.1" not in result.stdout + result.stderr  # neither process was started
 
 
+@pytest.mark.slow
 def test_make_run_names_a_destination_without_a_key_and_serves_the_others(tmp_path):
     # One destination's unusable key is reported, but must not stop every other destination's pages.
     port, shared = make_run_site(tmp_path)
