@@ -53,6 +53,15 @@ def test_an_env_file_that_cannot_be_written_is_named_in_a_sentence(tmp_path, cap
     assert captured.out == ""
 
 
+def test_an_env_file_that_cannot_be_read_is_named_in_a_sentence(tmp_path, capsys):
+    folder = tmp_path / "a-folder-not-a-file"
+    folder.mkdir()
+    assert envfile.main(folder) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"Cannot read {folder}: Is a directory.\n"
+    assert captured.out == ""
+
+
 def test_first_admin_is_created_once_with_a_printed_password(db, capsys):
     call_command("create_first_admin")
     out = capsys.readouterr().out

@@ -60,7 +60,12 @@ def test_a_drain_ends_once_its_last_answer_is_recorded_not_a_poll_interval_later
     record_run(detection, "run-1")
     worker = Worker(concurrency=2, poll_interval=30)
     finished = threading.Event()
-    drained = threading.Thread(target=lambda: (worker.run(once=True), finished.set()))
+
+    def drain_once():
+        worker.run(once=True)
+        finished.set()
+
+    drained = threading.Thread(target=drain_once)
     drained.start()
 
     try:
